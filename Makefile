@@ -1,0 +1,25 @@
+# The two commands (see README): `make study` runs the default sim study, `make test` runs the tests.
+# Both create .venv (Python 3.12) and install the locked dependencies first when needed.
+SHELL := /bin/bash
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: study test env lab bench clean-env
+
+study: env
+	dvc repro
+
+test: env
+	python -m pytest
+
+env:
+	@bash scripts/setup_env.sh
+
+lab: env
+	jupyter lab notebooks/
+
+bench: env
+	python benchmarks/expert.py
+
+clean-env:
+	rm -rf $(VENV)
