@@ -1,0 +1,36 @@
+"""Small, deterministic, atomic file writers shared by the stages."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe and stable: numpy scalars to python, floats rounded to 10 significant digits."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if hasattr(x, "item") and callable(x.item) and getattr(x, "ndim", 0) == 0:
+        x = x.item()
+    if isinstance(x, float):
+        return x if not math.isfinite(x) else float(f"{x:.10g}")
+    return x
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write `data` as indented JSON with sorted keys, atomically (tmp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_clean(data), indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
