@@ -1,0 +1,5 @@
+import sys
+
+from hilstudy.cli import main
+
+sys.exit(main())

@@ -1,0 +1,171 @@
+"""Execute a jupytext notebook with papermill, in the project's kernel, with parameters from params.yaml.
+
+A notebook's `parameters` cell declares what it reads:
+
+    # %% tags=["parameters"]
+    env = None           # a params.yaml section: the runner injects it as a dict
+    demos = None         # likewise
+    out_dir = "data/demos"   # a plain parameter: set with `-p out_dir data/x`
+
+The runner validates the *whole* params.yaml (with overrides) before the kernel starts, so a typo
+anywhere fails at once, naming the key. The executed notebook is written deterministically: no
+timestamps, no durations, no temporary paths, fixed cell ids; the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jupytext
+import nbformat
+
+from hilstudy import params as P
+
+KERNEL_NAME = "hilstudy"
+PARAMS_FILE_PARAM = "params_file"  # a notebook that declares this gets the params file's path
+
+
+class NotebookError(RuntimeError):
+    """A notebook that cannot be run as asked (no parameters cell, unknown parameter, failed cell)."""
+
+
+def read_notebook(path: str | Path) -> nbformat.NotebookNode:
+    """A jupytext percent script (.py) or an .ipynb, as a notebook."""
+    path = Path(path)
+    if not path.exists():
+        raise NotebookError(f"{path}: no such notebook")
+    return jupytext.read(path)
+
+
+def parameters_cell(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise NotebookError(f"expected exactly one cell tagged 'parameters', found {len(cells)}")
+    return cells[0]
+
+
+def declared_parameters(nb: nbformat.NotebookNode) -> dict[str, Any]:
+    """Names assigned at top level of the parameters cell, with their default values (literals only)."""
+    tree = ast.parse(parameters_cell(nb).source)
+    out: dict[str, Any] = {}
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        value = getattr(node, "value", None)
+        for t in targets:
+            if isinstance(t, ast.Name):
+                try:
+                    out[t.id] = ast.literal_eval(value) if value is not None else None
+                except ValueError:
+                    out[t.id] = None
+    return out
+
+
+def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`section.key` overrides go to params.yaml's sections; plain names are notebook parameters."""
+    section = {k: v for k, v in overrides.items() if "." in k}
+    plain = {k: v for k, v in overrides.items() if "." not in k}
+    return section, plain
+
+
+def build_parameters(
+    nb: nbformat.NotebookNode, study: P.StudyParams, plain: dict[str, Any], params_file: Path
+) -> dict[str, Any]:
+    declared = declared_parameters(nb)
+    unknown = [k for k in plain if k not in declared]
+    if unknown:
+        raise NotebookError(
+            f"unknown notebook parameter(s) {', '.join(unknown)}; the parameters cell declares: {', '.join(declared)}"
+        )
+    parameters: dict[str, Any] = {}
+    for name in declared:
+        if name in P.SECTIONS:
+            parameters[name] = P.section_dict(study, name)
+        elif name == PARAMS_FILE_PARAM:
+            parameters[name] = str(params_file)
+    parameters.update(plain)
+    return parameters
+
+
+def scrub(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Remove everything run-dependent that papermill and the kernel record, so outputs are byte-stable."""
+    nb.metadata.pop("papermill", None)
+    nb.metadata.pop("widgets", None)
+    nb.metadata.pop("jupytext", None)
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{i:03d}"
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        cell.metadata.pop("ExecuteTime", None)
+    return nb
+
+
+def project_root(params_file: Path) -> Path:
+    return params_file.resolve().parent
+
+
+def run_notebook(
+    notebook: str | Path,
+    output: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    params_file: str | Path = P.PARAMS_FILE,
+    kernel_name: str = KERNEL_NAME,
+) -> Path:
+    """Validate params, execute `notebook` with papermill and write the executed .ipynb to `output`.
+
+    `overrides` maps `section.key` (params.yaml) or a plain notebook parameter name to a value.
+    Raises ParamsError / NotebookError before the kernel starts when the inputs are wrong.
+    """
+    import papermill as pm
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    notebook = Path(notebook)
+    params_file = Path(params_file)
+    section_over, plain = split_overrides(overrides or {})
+    study = P.load(params_file, section_over)  # fails here, naming the key, before anything runs
+    nb = read_notebook(notebook)
+    parameters = build_parameters(nb, study, plain, params_file)
+    output = Path(output) if output else Path("data") / "notebooks" / f"{notebook.stem}.ipynb"
+    try:
+        KernelSpecManager().get_kernel_spec(kernel_name)
+    except NoSuchKernel:
+        raise NotebookError(
+            f"no Jupyter kernel named '{kernel_name}': run `make env` (scripts/setup_env.sh) to register it"
+        ) from None
+
+    os.environ.setdefault("PYTHONHASHSEED", "0")  # inherited by the kernel: hash order is part of determinism
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="hilstudy-nb-") as tmp:
+        src = Path(tmp) / f"{notebook.stem}.ipynb"
+        dst = Path(tmp) / f"{notebook.stem}.out.ipynb"
+        # always the project's kernel, whatever the notebook's header says
+        nb.metadata["kernelspec"] = {"name": kernel_name, "display_name": "Python (hilstudy)", "language": "python"}
+        nb.metadata.setdefault("language_info", {"name": "python"})
+        nbformat.write(nb, src)
+        error: Exception | None = None
+        try:
+            pm.execute_notebook(
+                str(src),
+                str(dst),
+                parameters=parameters,
+                kernel_name=kernel_name,
+                cwd=str(project_root(params_file)),
+                progress_bar=False,
+                request_save_on_cell_execute=False,
+            )
+        except pm.PapermillExecutionError as exc:
+            error = exc
+        if dst.exists():
+            executed = scrub(nbformat.read(dst, as_version=4))
+            tmp_out = output.with_name(output.name + ".tmp")
+            nbformat.write(executed, tmp_out)
+            os.replace(tmp_out, output)  # atomic: a reader never sees half a notebook
+        if error is not None:
+            raise NotebookError(
+                f"{notebook} failed in cell {error.exec_count}: {error.ename}: {error.evalue} "
+                f"(executed notebook with the traceback: {output})"
+            ) from None
+    return output

@@ -1,0 +1,31 @@
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import hilstudy  # noqa: F401  (sets MUJOCO_GL before anything imports mujoco)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """The repository's tracked and untracked-not-ignored files copied into a fresh git repo (no data/)."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout.split()
+    dst = tmp_path / "proj"
+    for rel in files:
+        src = ROOT / rel
+        if not src.is_file() or rel.startswith("data/"):
+            continue
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst / rel)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=dst, check=True)
+    subprocess.run(["git", "commit", "-qm", "copy"], cwd=dst, check=True, env=env)
+    return dst
