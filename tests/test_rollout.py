@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+
+from hilstudy.operator import ScriptedOperator
+from hilstudy.params import EnvParams, OperatorParams
+from hilstudy.rollout import Transition, episode_metrics, rollout
+from hilstudy.sim import make_env
+
+
+@pytest.fixture(scope="module")
+def env():
+    with make_env(EnvParams(max_episode_steps=30)) as e:
+        yield e
+
+
+def test_policy_alone_runs_to_the_time_limit(env):
+    tr = list(rollout(env, policy=lambda obs: np.array([0.0, 0.0, 0.5, -1.0]), seed=0))
+    assert len(tr) == 30 and tr[-1].truncated and not tr[-1].terminated
+    assert not any(t.is_intervention for t in tr)
+    for a, b in zip(tr, tr[1:]):  # transitions chain
+        assert a.next_obs is b.obs
+    assert [t.step for t in tr] == list(range(30))
+
+
+def test_executed_action_is_stored_and_clipped(env):
+    o = ScriptedOperator(OperatorParams(no_progress_steps=3, takeover_steps=4, reaction_delay_max=0))
+    tr = list(rollout(env, policy=lambda obs: np.array([2.0, 0, 0, -1.0]), operator=o, seed=1))
+    for t in tr:
+        assert np.all(np.abs(t.action) <= 1.0)
+        np.testing.assert_array_equal(t.policy_action, np.clip([2.0, 0, 0, -1.0], -1, 1))
+        if not t.is_intervention:
+            np.testing.assert_array_equal(t.action, t.policy_action)
+    takeovers = [t for t in tr if t.is_intervention]
+    assert takeovers and not np.array_equal(takeovers[0].action, takeovers[0].policy_action)
+    assert sum(t.intervention_start for t in tr) == o.num_takeovers >= 1
+
+
+def test_needs_someone_to_act(env):
+    with pytest.raises(ValueError):
+        next(rollout(env, seed=0))
+
+
+def test_episode_metrics_by_hand():
+    def t(a, r=0.0, intervene=False, start=False, success=False):
+        return Transition(obs={}, action=np.array(a, dtype=np.float32), reward=r, next_obs={}, terminated=success,
+                          truncated=False, is_intervention=intervene, intervention_start=start, success=success,
+                          policy_action=None, step=0)
+
+    m = episode_metrics([t([0, 0, 0, 0]), t([1, 0, 0, 0], intervene=True, start=True), t([1, 1, 0, 0], 1.0, True, success=True)])
+    assert m == {"return": 1.0, "success": 1.0, "length": 3.0, "intervention_steps": 2.0,
+                 "intervention_rate": pytest.approx(2 / 3), "takeovers": 1.0, "jitter": pytest.approx(2 / 8)}

@@ -1,0 +1,113 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hilstudy.params import EnvParams
+from hilstudy.sim import PickCubeEnv, make_env
+
+ACTIONS = np.random.default_rng(123).uniform(-1, 1, (30, 4)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def env():
+    with make_env(EnvParams()) as e:
+        yield e
+
+
+def run(env, seed, actions=ACTIONS):
+    obs, info = env.reset(seed=seed)
+    states = [obs["observation.state"]]
+    for a in actions:
+        obs, *_ = env.step(a)
+        states.append(obs["observation.state"])
+    return info["cube_pos"], np.stack(states)
+
+
+def test_spaces_and_normalized_state(env):
+    obs, info = env.reset(seed=0)
+    assert set(obs) == {"observation.state"} == set(env.observation_space.spaces)
+    s = obs["observation.state"]
+    assert s.dtype == np.float32 and s.shape == (env.state_dim,) == (21,)
+    assert env.STATE_NAMES[14:] == ["gripper", "tcp_x", "tcp_y", "tcp_z", "cube_x", "cube_y", "cube_z"]
+    assert np.all(np.abs(s) <= 1.0)
+    assert s[env.STATE_NAMES.index("gripper")] == -1.0  # raw 0..255 command, open, scaled
+    assert env.action_space.shape == (4,) and env.observation_space.contains(obs)
+    assert set(info) >= {"success", "cube_pos", "tcp_pos", "gripper"}
+
+
+def test_same_seed_same_cube_and_trajectory(env):
+    cube_a, traj_a = run(env, 7)
+    cube_b, traj_b = run(env, 7)
+    assert np.array_equal(cube_a, cube_b) and np.array_equal(traj_a, traj_b)
+    cube_c, traj_c = run(env, 8)
+    assert not np.allclose(cube_a[:2], cube_c[:2])
+
+
+def test_cube_positions_cover_the_sampling_box(env):
+    xy = np.array([env.reset(seed=s)[1]["cube_pos"][:2] for s in range(40)])
+    assert xy[:, 0].min() >= 0.3 and xy[:, 0].max() <= 0.5 and xy[:, 1].min() >= -0.15 and xy[:, 1].max() <= 0.15
+    assert xy[:, 0].std() > 0.04 and xy[:, 1].std() > 0.06
+
+
+def test_fixed_cube():
+    with make_env(EnvParams(random_cube=False)) as e:
+        assert np.allclose(e.reset(seed=3)[1]["cube_pos"][:2], [0.5, 0.0])
+
+
+def test_action_is_clipped_and_scaled(env):
+    env.reset(seed=0)
+    before = env.sim_state()["ee_target"]
+    env.step(np.array([5.0, 0.0, 0.0, 0.0]))
+    moved = env.sim_state()["ee_target"] - before
+    assert moved[0] == pytest.approx(EnvParams().action_scale) and abs(moved[1]) < 1e-12
+    env.step(np.array([0.0, 0.0, 0.0, 3.0]))
+    assert env.sim_state()["gripper"] == 1.0  # +1 closes fully
+    env.step(np.array([0.0, 0.0, 0.0, -0.4]))
+    assert env.sim_state()["gripper"] == pytest.approx(0.6)
+
+
+def test_time_limit_truncates_without_terminating():
+    with make_env(EnvParams(max_episode_steps=5)) as e:
+        e.reset(seed=0)
+        flags = [e.step(np.zeros(4))[2:4] for _ in range(5)]
+    assert flags[:4] == [(False, False)] * 4 and flags[4] == (False, True)
+
+
+def test_no_reset_delay_wrapper_and_base_env_direct(env):
+    from gym_hil.envs import PandaPickCubeGymEnv
+
+    assert type(env._base) is PandaPickCubeGymEnv  # not the registered ids: no viewer, no ResetDelayWrapper
+
+
+def test_pixels():
+    with make_env(EnvParams(obs="pixels", image_size=32)) as e:
+        obs, _ = e.reset(seed=0)
+        assert set(obs) == {"observation.state", "observation.images.front", "observation.images.wrist"}
+        assert obs["observation.state"].shape == (18,)  # no privileged cube position with pixels
+        assert "cube_x" not in e.STATE_NAMES
+        img = obs["observation.images.front"]
+        assert img.dtype == np.uint8 and img.shape == (32, 32, 3) and img.max() > img.min()
+        assert e.observation_space.contains(obs)
+
+
+def test_real_is_not_the_sim():
+    with pytest.raises(ValueError, match="simulator"):
+        PickCubeEnv(EnvParams(kind="real"))
+
+
+@pytest.mark.parametrize("close", [True, False])
+def test_clean_exit_prints_nothing(close):
+    code = (
+        "import numpy as np\n"
+        "from hilstudy.params import EnvParams\n"
+        "from hilstudy.sim import make_env\n"
+        "e = make_env(EnvParams())\n"
+        "e.reset(seed=0)\n"
+        "e.step(np.zeros(4))\n"
+        + ("e.close()\ne.close()\n" if close else "")  # closed twice, or left for the atexit hook
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "EGLError" not in r.stderr and "Exception ignored" not in r.stderr
