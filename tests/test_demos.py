@@ -1,0 +1,112 @@
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hilstudy import demos as D
+from hilstudy import params as P
+
+
+def small(**sections) -> P.StudyParams:
+    raw = {"demos": {"num_episodes": 2}}
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    return P.validate(raw)
+
+
+def data_digests(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demos") / "dataset"
+    rec = D.record_demos(small(), root, progress=False)
+    return root, rec
+
+
+def test_lerobot_loads_the_dataset(recorded):
+    root, rec = recorded
+    ds = D.load_demos(root)
+    assert ds.num_episodes == 2 and ds.num_frames == sum(e["length"] for e in rec.episodes)
+    for key in ["observation.state", "action", "next.reward", "next.done", "next.truncated",
+                "complementary_info.is_intervention"]:
+        assert key in ds.meta.features
+    frame = ds[0]
+    assert frame["task"] == P.DemosParams().task
+    frames = ds.hf_dataset.with_format("numpy")
+    actions = np.stack(frames["action"])
+    assert actions.shape[1] == 4 and actions.min() >= -1.0 and actions.max() <= 1.0
+    assert np.all(np.asarray(frames["complementary_info.is_intervention"]) == 1.0)
+
+
+def test_done_is_termination_and_ends_each_successful_episode(recorded):
+    root, rec = recorded
+    frames = D.load_demos(root).hf_dataset.with_format("numpy")
+    ep = np.asarray(frames["episode_index"])
+    done = np.asarray(frames["next.done"]).astype(bool).ravel()
+    reward = np.asarray(frames["next.reward"]).ravel()
+    for e in range(2):
+        m = ep == e
+        assert done[m][-1] and not done[m][:-1].any()  # the last frame ends the episode, no other
+        assert reward[m][-1] == 1.0 and reward[m][:-1].sum() == 0  # sparse: success only at the end
+    assert rec.summary()["success_rate"] == 1.0
+
+
+def test_replay_buffer_consumes_the_dataset(recorded):
+    from lerobot.rl.buffer import ReplayBuffer
+
+    root, _ = recorded
+    ds = D.load_demos(root)
+    buf = ReplayBuffer.from_lerobot_dataset(ds, device="cpu", state_keys=["observation.state"])
+    assert len(buf) == ds.num_frames
+    batch = buf.sample(8)
+    assert batch["state"]["observation.state"].shape == (8, ds.meta.features["observation.state"]["shape"][0])
+    assert batch["complementary_info"]["is_intervention"].shape[0] == 8
+
+
+def test_same_seed_same_bytes_other_seed_other_cubes(recorded, tmp_path):
+    root, rec = recorded
+    again = D.record_demos(small(), tmp_path / "again", progress=False)
+    data = lambda r: {k: v for k, v in data_digests(r).items() if k.startswith("data/")}  # noqa: E731
+    assert data(root) and data(root) == data(tmp_path / "again")
+    assert data_digests(root) == data_digests(tmp_path / "again")  # meta (info, stats, episodes, tasks) too
+    other = D.record_demos(small(demos={"seed": 100}), tmp_path / "other", progress=False)
+    cubes = lambda r: [tuple(e["cube_pos"]) for e in r.episodes]  # noqa: E731
+    assert cubes(again) == cubes(rec)
+    assert set(cubes(other)).isdisjoint(cubes(rec))
+
+
+def test_failed_recording_leaves_the_previous_dataset(recorded, tmp_path, monkeypatch):
+    root, _ = recorded
+    target = tmp_path / "dataset"
+    D.record_demos(small(demos={"num_episodes": 1}), target, progress=False)
+    before = data_digests(target)
+    calls = {"n": 0}
+    real_rollout = D.rollout
+
+    def crashing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("operator walked away")
+        return real_rollout(*args, **kwargs)
+
+    monkeypatch.setattr(D, "rollout", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        D.record_demos(small(demos={"num_episodes": 3, "seed": 50}), target, progress=False)
+    assert data_digests(target) == before
+
+
+def test_pixel_demos_store_images(tmp_path):
+    params = small(env={"obs": "pixels", "image_size": 32}, demos={"num_episodes": 1})
+    D.record_demos(params, tmp_path / "px", progress=False)
+    ds = D.load_demos(tmp_path / "px")
+    assert ds.meta.features["observation.images.front"]["dtype"] == "image"
+    img = ds[0]["observation.images.front"]
+    assert tuple(img.shape) == (3, 32, 32) and 0.0 <= float(img.min()) and float(img.max()) <= 1.0
+    assert "observation.images.wrist" in ds.meta.features
