@@ -15,6 +15,12 @@ _os.environ.setdefault("HF_HUB_OFFLINE", "1")
 _os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 import logging as _logging
+import warnings as _warnings
+
+# Noise that says nothing about a study run: tqdm's notebook widgets are not installed (progress bars are
+# off anyway), and HF datasets complains that its own bars stay disabled.
+_warnings.filterwarnings("ignore", message="IProgress not found")
+_warnings.filterwarnings("ignore", message="Cannot enable progress bars")
 
 # torchcodec cannot load here (no FFmpeg shared libraries); lerobot falls back to pyav and warns at length
 # on every import. hilstudy stores images in the dataset (no videos), so the warning says nothing useful.

@@ -42,9 +42,16 @@ def test_dvc_repro_smoke(project_copy):
 
     first = dvc(proj, "repro")
     assert first.returncode == 0, first.stdout + first.stderr
-    assert ran_stages(first.stdout) == ["demos"]
+    assert ran_stages(first.stdout) == ["demos", "bc"]
     metrics = json.loads((proj / "data/demos/metrics.json").read_text())
     assert metrics["episodes"] == 2 and metrics["success_rate"] == 1.0
+    bc = json.loads((proj / "data/bc/metrics.json").read_text())
+    assert bc["steps"] == 40 and bc["final_val_loss"] < bc["initial_val_loss"] and "eval_success_rate" in bc
+    assert (proj / "data/bc/policy/model.safetensors").exists()
+    shown = dvc(proj, "metrics", "show")
+    assert "train_time_s" in shown.stdout and "final_val_loss" in shown.stdout
+    plots = dvc(proj, "plots", "show", "-o", "plots")
+    assert plots.returncode == 0 and (proj / "plots" / "index.html").exists(), plots.stderr
     nb = (proj / "data/demos/notebook.ipynb").read_text()
     assert "image/png" in nb and "start_time" not in nb  # plots rendered, no run-dependent metadata
     lock = (proj / "dvc.lock").read_text()
@@ -67,10 +74,13 @@ def test_dvc_repro_smoke(project_copy):
     del raw["demos"]["num_episode"]
     (proj / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
 
-    # a demos param re-runs the demos stage
-    set_params(proj, {"demos.seed": 1})
+    # a bc param re-runs BC only; a demos param re-runs the demos and what depends on them
+    set_params(proj, {"bc.lr": 0.001})
     third = dvc(proj, "repro")
-    assert third.returncode == 0 and ran_stages(third.stdout) == ["demos"], third.stdout + third.stderr
+    assert third.returncode == 0 and ran_stages(third.stdout) == ["bc"], third.stdout + third.stderr
+    set_params(proj, {"demos.seed": 1})
+    fourth = dvc(proj, "repro")
+    assert fourth.returncode == 0 and ran_stages(fourth.stdout) == ["demos", "bc"], fourth.stdout + fourth.stderr
     assert (proj / "dvc.lock").read_text() != lock
 
 
