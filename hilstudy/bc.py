@@ -46,13 +46,19 @@ class DemoTensors:
     action: torch.Tensor  # (N, 4) in [-1, 1]
     episode: np.ndarray  # (N,) episode index of each frame
     features: dict[str, dict]  # the dataset's lerobot features
+    reward: np.ndarray  # (N,) next.reward
+    done: np.ndarray  # (N,) next.done: the env's termination
+    intervention: np.ndarray  # (N,) complementary_info.is_intervention
 
     def __len__(self) -> int:
         return len(self.action)
 
     def take(self, idx: np.ndarray) -> DemoTensors:
         t = torch.as_tensor(idx)
-        return DemoTensors({k: v[t] for k, v in self.obs.items()}, self.action[t], self.episode[idx], self.features)
+        return DemoTensors(
+            {k: v[t] for k, v in self.obs.items()}, self.action[t], self.episode[idx], self.features,
+            self.reward[idx], self.done[idx], self.intervention[idx],
+        )
 
 
 def load_demo_tensors(root: str | Path) -> DemoTensors:
@@ -73,7 +79,15 @@ def load_demo_tensors(root: str | Path) -> DemoTensors:
     action = torch.as_tensor(np.stack(cols["action"]), dtype=torch.float32)
     if action.abs().max() > 1.0:
         raise ValueError(f"{root}: demo actions must lie in [-1, 1], found |a| up to {float(action.abs().max()):.3g}")
-    return DemoTensors(obs, action, np.asarray(cols["episode_index"]).ravel(), features)
+    return DemoTensors(
+        obs,
+        action,
+        np.asarray(cols["episode_index"]).ravel(),
+        features,
+        np.asarray(cols["next.reward"], dtype=np.float32).ravel(),
+        np.asarray(cols["next.done"]).astype(bool).ravel(),
+        np.asarray(cols["complementary_info.is_intervention"], dtype=np.float32).ravel(),
+    )
 
 
 def check_features(demo_features: dict, env_features: dict, root: str | Path) -> None:
@@ -142,8 +156,7 @@ def train_bc(params: StudyParams, demos_root: str | Path, out_dir: str | Path, l
     config = make_policy_config(demos.features, params.policy)
     policy, pre, post = make_policy(config)
     # the processors the saved policy will carry (identity normalization, batching) applied to the data
-    all_obs = observations(pre(dict(demos.obs)))
-    demos = DemoTensors(all_obs, demos.action, demos.episode, demos.features)
+    demos.obs = observations(pre(dict(demos.obs)))
     train, val = demos.take(train_idx), demos.take(val_idx)
 
     trainable = policy.get_optim_params()["actor"]

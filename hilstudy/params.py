@@ -87,6 +87,44 @@ class BCParams(Section):
     eval_seed: int = Field(100_000, ge=0)  # first seed of the evaluation episodes (apart from demo seeds)
 
 
+class FinetuneParams(Section):
+    """Stage `finetune`: HIL-SERL-style SAC with the simulated operator, with or without a BC loss."""
+
+    seed: int = Field(0, ge=0)  # torch/numpy/python seed; episode i resets with seed * 1_000_003 + i
+    init: Literal["scratch", "bc"] = "bc"  # actor start: random, or the BC stage's weights (load verified)
+    bc_weight: float = Field(0.0, ge=0.0, le=100.0)  # BC loss weight on intervention transitions (0: plain SAC)
+    bc_mode: Literal["fixed", "q_normalized"] = "fixed"  # devlog's L_SAC + w*MSE, or TD3+BC's Q-normalized weighting
+    bc_alpha: float = Field(2.5, gt=0.0)  # TD3+BC alpha for q_normalized
+    reward: Literal["terminal"] = "terminal"  # reward source: the sim's sparse terminal reward (classifier: issue 7)
+    interventions: bool = True  # the simulated operator may take over (False: no human in the loop)
+    takeover_is_failure: bool = True  # the policy's transition before a takeover ends its attempt (done, reward 0)
+    env_steps: int = Field(10_000, ge=1, le=10_000_000)  # environment steps of fine-tuning
+    learning_starts: int = Field(300, ge=0)  # env steps collected before the first update
+    actor_warmup_updates: int = Field(0, ge=0)  # first updates train only the critics (protects a BC start)
+    utd_ratio: int = Field(1, ge=1, le=100)  # critic updates per env step (RLPD uses 20)
+    batch_size: int = Field(256, ge=2, le=65_536)  # transitions per update, half online half offline
+    online_ratio: float = Field(0.5, ge=0.0, le=1.0)  # share of each batch from the online buffer (RLPD: 0.5)
+    discount: float = Field(0.97, gt=0.0, le=1.0)  # SAC discount
+    temperature_init: float = Field(0.01, gt=0.0, le=10.0)  # initial entropy temperature
+    actor_lr: float = Field(3e-4, gt=0.0, le=1.0)  # actor Adam learning rate
+    critic_lr: float = Field(3e-4, gt=0.0, le=1.0)  # critic Adam learning rate
+    temperature_lr: float = Field(3e-4, gt=0.0, le=1.0)  # temperature Adam learning rate
+    buffer_capacity: int = Field(100_000, ge=1000)  # online buffer size (transitions)
+    eval_every: int = Field(1000, ge=1)  # env steps between evaluations (deterministic, no operator)
+    eval_episodes: int = Field(10, ge=0)  # episodes per evaluation
+    eval_seed: int = Field(200_000, ge=0)  # first seed of the evaluation episodes (the same at every evaluation)
+    checkpoint_every: int = Field(1000, ge=1)  # env steps between checkpoints (taken at the next episode end)
+    log_every: int = Field(50, ge=1)  # updates averaged into one logged point
+
+
+class VariantsParams(Section):
+    """The fine-tuning matrix DVC expands: stage groups `ft-scratch` and `ft-bc` (the two inits), each over
+    bc_weight x seed. The matrix values override finetune.bc_weight / finetune.seed / finetune.init."""
+
+    bc_weight: list[float] = Field([0.0, 0.5], min_length=1)  # BC loss weights (0: plain SAC; devlog: 0.5)
+    seed: list[int] = Field([0, 1, 2], min_length=1)  # seeds per variant
+
+
 class StudyParams(Section):
     """The whole params.yaml: one section per stage."""
 
@@ -95,6 +133,8 @@ class StudyParams(Section):
     demos: DemosParams = DemosParams()
     policy: PolicyParams = PolicyParams()
     bc: BCParams = BCParams()
+    finetune: FinetuneParams = FinetuneParams()
+    variants: VariantsParams = VariantsParams()
 
 
 SECTIONS: tuple[str, ...] = tuple(StudyParams.model_fields)

@@ -1,0 +1,430 @@
+"""HIL fine-tuning: lerobot 0.6.1's SAC (as `sac_bc`) with the simulated operator in the loop.
+
+One process, CleanRL style: act, store, update, log, in one loop. What HIL-SERL / RLPD prescribe:
+- two replay buffers mixed 50/50 per batch (`OnlineOfflineMixer`): the offline one starts with the demos;
+  intervention transitions go to both, the policy's own transitions only online;
+- the executed action is stored (the operator's during a takeover);
+- `done` is the env's termination only; a time-limit truncation bootstraps (lerobot's SAC ignores
+  `truncated`, so it must never be folded into `done`);
+- **a takeover ends the policy's attempt**: the policy's last transition before the operator takes over is
+  stored with `done = True` (reward 0). Otherwise stalling summons a rescue that ends in success, and a
+  policy learns to stall (a prototype here went from 90% to 0% success on this alone).
+
+Every `checkpoint_every` env steps, at the next episode end, the whole run state is saved in lerobot's
+checkpoint layout (`checkpoint/pretrained_model/` + `training_state/`): policy, critics and temperature,
+optimizers, both buffers, counters, logs so far and every RNG. A stopped run resumes from it and continues
+exactly as the uninterrupted run would have (tested), and the resumed actor is checked against the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hilstudy.params import StudyParams
+from hilstudy.policy import ActorPolicy, load_policy, make_policy, make_policy_config, observations, save_policy
+from hilstudy.rollout import Transition, episode_metrics, rollout
+from hilstudy.seeding import seed_everything
+
+EPISODE_SEED_STRIDE = 1_000_003  # episode i of seed s resets with s * stride + i: apart from demo and eval seeds
+
+
+class StopRun(Exception):
+    """Raised by `finetune(stop_at=...)` to simulate an interrupted run (tests)."""
+
+
+# ---------------------------------------------------------------------------------------- buffers
+def _obs_tensors(obs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    from hilstudy.policy import to_policy_batch
+
+    return {k: v.unsqueeze(0) for k, v in to_policy_batch(obs).items()}
+
+
+def add_transition(buffer, tr: Transition, done: bool) -> None:
+    buffer.add(
+        state=_obs_tensors(tr.obs),
+        action=torch.as_tensor(tr.action, dtype=torch.float32).unsqueeze(0),
+        reward=float(tr.reward),
+        next_state=_obs_tensors(tr.next_obs),
+        done=bool(done),
+        truncated=bool(tr.truncated),
+        complementary_info={"is_intervention": torch.tensor([float(tr.is_intervention)])},
+    )
+
+
+def make_buffer(capacity: int, state_keys: list[str], pixels: bool):
+    from lerobot.rl.buffer import ReplayBuffer
+
+    # optimize_memory reads next_state as states[idx + 1]: wrong for an intervention-only buffer
+    return ReplayBuffer(capacity, device="cpu", state_keys=state_keys, use_drq=pixels, storage_device="cpu", optimize_memory=False)
+
+
+def buffer_from_demos(demos, capacity: int, pixels: bool):
+    """The offline buffer, from demo frames: next_state is the next frame of the same episode.
+
+    The last frame of an episode has no next frame in the dataset; it is terminal (next.done) for every
+    successful demo, where SAC ignores next_state. A failed demo kept with keep_failed ends truncated:
+    its last next_state is its own state (an approximation, the one lerobot's own conversion makes).
+    """
+    keys = list(demos.obs)
+    buf = make_buffer(capacity, keys, pixels)
+    n = len(demos)
+    for i in range(n):
+        last = i == n - 1 or demos.episode[i + 1] != demos.episode[i]
+        j = i if last else i + 1
+        buf.add(
+            state={k: demos.obs[k][i : i + 1] for k in keys},
+            action=demos.action[i : i + 1],
+            reward=float(demos.reward[i]),
+            next_state={k: demos.obs[k][j : j + 1] for k in keys},
+            done=bool(demos.done[i]),
+            truncated=bool(last and not demos.done[i]),
+            complementary_info={"is_intervention": torch.tensor([float(demos.intervention[i])])},
+        )
+    return buf
+
+
+BUFFER_FIELDS = ("actions", "rewards", "dones", "truncateds", "episode_ends")
+
+
+def buffer_state(buf) -> dict[str, Any]:
+    if not buf.initialized:
+        return {"initialized": False}
+    n = buf.size if buf.size < buf.capacity else buf.capacity
+    return {
+        "initialized": True,
+        "position": buf.position,
+        "size": buf.size,
+        "states": {k: v[:n].clone() for k, v in buf.states.items()},
+        "next_states": {k: v[:n].clone() for k, v in buf.next_states.items()},
+        "complementary_info": {k: v[:n].clone() for k, v in buf.complementary_info.items()},
+        **{f: getattr(buf, f)[:n].clone() for f in BUFFER_FIELDS},
+    }
+
+
+def load_buffer_state(buf, state: dict[str, Any]) -> None:
+    if not state["initialized"]:
+        return
+    first_state = {k: v[:1] for k, v in state["states"].items()}
+    buf._initialize_storage(
+        state=first_state,
+        action=state["actions"][:1],
+        complementary_info={k: v[:1] for k, v in state["complementary_info"].items()} or None,
+    )
+    n = len(state["actions"])
+    for k, v in state["states"].items():
+        buf.states[k][:n] = v
+    for k, v in state["next_states"].items():
+        buf.next_states[k][:n] = v
+    for k, v in state["complementary_info"].items():
+        buf.complementary_info[k][:n] = v
+    for f in BUFFER_FIELDS:
+        getattr(buf, f)[:n] = state[f]
+    buf.position, buf.size = state["position"], state["size"]
+
+
+# -------------------------------------------------------------------------------------- the agent
+def algorithm_config(params: StudyParams, policy_config):
+    from lerobot.policies.gaussian_actor.configuration_gaussian_actor import CriticNetworkConfig
+
+    from hilstudy.agents import SACBCAlgorithmConfig
+
+    f, p = params.finetune, params.policy
+    # built field by field: lerobot's from_policy_config would drop the critic sizes
+    return SACBCAlgorithmConfig(
+        policy_config=policy_config,
+        critic_network_kwargs=CriticNetworkConfig(hidden_dims=list(p.critic_hidden_dims)),
+        num_critics=p.num_critics,
+        discount=f.discount,
+        temperature_init=f.temperature_init,
+        utd_ratio=f.utd_ratio,
+        actor_lr=f.actor_lr,
+        critic_lr=f.critic_lr,
+        temperature_lr=f.temperature_lr,
+        bc_weight=f.bc_weight,
+        bc_mode=f.bc_mode,
+        bc_alpha=f.bc_alpha,
+        actor_warmup_updates=f.actor_warmup_updates,
+    )
+
+
+def build_agent(params: StudyParams, features: dict, bc_dir: str | Path | None):
+    """(algorithm, preprocessor, postprocessor): the policy from scratch or from the BC weights."""
+    from hilstudy.agents import SACBCAlgorithm
+
+    config = make_policy_config(features, params.policy)
+    if params.finetune.init == "bc":
+        if bc_dir is None:
+            raise ValueError("finetune.init is 'bc' but no BC policy folder was given")
+        policy, pre, post = load_policy(bc_dir, expected_config=config)  # strict, features checked, tensors compared
+    else:
+        policy, pre, post = make_policy(config)
+    policy.train()
+    return SACBCAlgorithm(policy, algorithm_config(params, policy.config)), pre, post
+
+
+def params_digest(params: StudyParams) -> str:
+    """What a checkpoint must match to be resumed (the sections that shape the run)."""
+    keep = {k: getattr(params, k).model_dump(mode="json") for k in ("env", "operator", "policy", "finetune")}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# -------------------------------------------------------------------------------------- the run
+class Run:
+    """All state of one fine-tuning run: what a checkpoint holds."""
+
+    def __init__(self, params: StudyParams, demos_root: str | Path, bc_dir: str | Path | None, out_dir: str | Path):
+        from lerobot.rl.data_sources.data_mixer import OnlineOfflineMixer
+        from lerobot.rl.trainer import RLTrainer
+
+        from hilstudy.bc import load_demo_tensors
+
+        self.params, self.cfg = params, params.finetune
+        self.out = Path(out_dir)
+        self.bc_dir = bc_dir
+        seed_everything(self.cfg.seed)
+        demos = load_demo_tensors(demos_root)
+        self.features = demos.features
+        self.algorithm, self.pre, self.post = build_agent(params, demos.features, bc_dir)
+        self.pixels = params.env.obs == "pixels"
+        demos.obs = observations(self.pre(dict(demos.obs)))
+        self.offline = buffer_from_demos(demos, len(demos) + self.cfg.env_steps, self.pixels)
+        self.online = make_buffer(self.cfg.buffer_capacity, list(demos.obs), self.pixels)
+        self.mixer = OnlineOfflineMixer(self.online, self.offline, online_ratio=self.cfg.online_ratio)
+        self.trainer = RLTrainer(self.algorithm, self.mixer, self.cfg.batch_size, preprocessor=self.pre)
+        self.env_step = 0
+        self.episode = 0
+        self.updates = 0
+        self.logs: dict[str, list[dict]] = {"updates": [], "episodes": [], "evals": []}
+        self._acc: dict[str, list[float]] = {}
+        self.train_time = 0.0
+
+    # -------------------------------------------------------------------------------- checkpoints
+    @property
+    def ckpt(self) -> Path:
+        return self.out / "checkpoint"
+
+    def save_checkpoint(self) -> None:
+        from safetensors.torch import save_file
+
+        tmp = self.out / "checkpoint.partial"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        save_policy(self.algorithm.policy, self.pre, self.post, tmp / "pretrained_model")
+        (tmp / "algorithm").mkdir(parents=True)
+        save_file({k: v.contiguous() for k, v in self.algorithm.state_dict().items()}, str(tmp / "algorithm" / "model.safetensors"))
+        ts = tmp / "training_state"
+        ts.mkdir()
+        torch.save({k: o.state_dict() for k, o in self.algorithm.get_optimizers().items()}, ts / "optimizers.pt")
+        torch.save({"online": buffer_state(self.online), "offline": buffer_state(self.offline)}, ts / "buffers.pt")
+        torch.save(
+            {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}, ts / "rng.pt"
+        )
+        state = {
+            "params_digest": params_digest(self.params),
+            "env_step": self.env_step,
+            "episode": self.episode,
+            "updates": self.updates,
+            "optimization_step": self.algorithm.optimization_step,
+            "train_time": self.train_time,
+            "logs": self.logs,
+            "acc": self._acc,
+        }
+        (ts / "training_step.json").write_text(json.dumps(state))
+        if self.ckpt.exists():
+            shutil.rmtree(self.ckpt)
+        os.replace(tmp, self.ckpt)
+
+    def resume(self) -> bool:
+        """Load the checkpoint if there is one for these params; verify what was loaded."""
+        from safetensors.torch import load_file
+
+        state_file = self.ckpt / "training_state" / "training_step.json"
+        if not state_file.exists():
+            return False
+        state = json.loads(state_file.read_text())
+        if state["params_digest"] != params_digest(self.params):
+            return False  # another run's checkpoint: start over (it is replaced at the first checkpoint)
+        policy, _, _ = load_policy(self.ckpt / "pretrained_model", expected_config=self.algorithm.policy.config)
+        self.algorithm.policy.load_state_dict(policy.state_dict(), strict=True)
+        algo = load_file(str(self.ckpt / "algorithm" / "model.safetensors"))
+        self.algorithm.load_state_dict(algo)
+        for name, sd in (("policy", policy.state_dict()), ("algorithm", algo)):  # verify, don't assume
+            current = self.algorithm.policy.state_dict() if name == "policy" else self.algorithm.state_dict()
+            for k, v in sd.items():
+                if not torch.equal(current[k].cpu(), v.cpu()):
+                    raise RuntimeError(f"resume: {name} tensor {k} did not load")
+        ts = self.ckpt / "training_state"
+        for k, sd in torch.load(ts / "optimizers.pt", weights_only=False).items():
+            self.algorithm.get_optimizers()[k].load_state_dict(sd)
+        bufs = torch.load(ts / "buffers.pt", weights_only=False)
+        load_buffer_state(self.online, bufs["online"])
+        self.offline.position = self.offline.size = 0
+        load_buffer_state(self.offline, bufs["offline"])
+        rng = torch.load(ts / "rng.pt", weights_only=False)
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        self.env_step, self.episode, self.updates = state["env_step"], state["episode"], state["updates"]
+        self.algorithm.optimization_step = state["optimization_step"]
+        self.train_time, self.logs, self._acc = state["train_time"], state["logs"], state["acc"]
+        self.trainer.reset_data_iterator()
+        return True
+
+    # ------------------------------------------------------------------------------------ logging
+    def _log_update(self, stats) -> None:
+        for k, v in {**stats.losses, **stats.extra}.items():
+            self._acc.setdefault(k, []).append(float(v))
+        if self.updates % self.cfg.log_every == 0:
+            row = {"env_step": self.env_step, "update": self.updates, **{k: float(np.mean(v)) for k, v in self._acc.items()}}
+            self.logs["updates"].append(row)
+            self._acc = {}
+
+    def evaluate(self) -> None:
+        from hilstudy.bc import evaluate
+
+        was_training = self.algorithm.policy.training
+        m = evaluate(self.algorithm.policy, self.pre, self.params, self.cfg.eval_episodes, self.cfg.eval_seed)
+        self.algorithm.policy.train(was_training)
+        row = {"env_step": self.env_step, "success_rate": m["eval_success_rate"], "mean_length": m["eval_mean_length"], "jitter": m["eval_jitter"]}
+        self.logs["evals"].append(row)
+        print(f"env step {self.env_step}: eval success {row['success_rate']:.0%}", flush=True)
+
+    # ------------------------------------------------------------------------------------ the loop
+    def run(self, stop_at: int | None = None) -> dict[str, Any]:
+        from hilstudy.operator import ScriptedOperator
+        from hilstudy.sim import make_env
+
+        cfg = self.cfg
+        operator = ScriptedOperator(self.params.operator, self.params.env.action_scale) if cfg.interventions else None
+        act = ActorPolicy(self.algorithm.policy, self.pre, deterministic=False)
+        if self.env_step == 0 and cfg.eval_episodes > 0 and not self.logs["evals"]:
+            self.evaluate()  # success at step 0: what the start (scratch or BC) is worth
+        next_ckpt = (self.env_step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+        with make_env(self.params.env) as env:
+            while self.env_step < cfg.env_steps:
+                t0 = time.perf_counter()
+                seed = cfg.seed * EPISODE_SEED_STRIDE + self.episode
+                episode: list[Transition] = []
+                pending: Transition | None = None
+                for tr in rollout(env, policy=act, operator=operator, seed=seed):
+                    if pending is not None:
+                        self._store(pending, failed_takeover=tr.intervention_start and not pending.is_intervention)
+                    pending = tr
+                    episode.append(tr)
+                    self.env_step += 1
+                    if self.env_step > cfg.learning_starts:
+                        stats = self.trainer.training_step()
+                        self.updates += 1
+                        self._log_update(stats)
+                    if cfg.eval_episodes > 0 and self.env_step % cfg.eval_every == 0:
+                        self.evaluate()
+                    if self.env_step >= cfg.env_steps:
+                        break
+                if pending is not None:
+                    self._store(pending, failed_takeover=False)
+                self.train_time += time.perf_counter() - t0
+                m = episode_metrics(episode)
+                self.logs["episodes"].append({"episode": self.episode, "env_step": self.env_step, "seed": seed, **m})
+                self.episode += 1
+                if self.env_step >= next_ckpt or self.env_step >= cfg.env_steps:
+                    self.save_checkpoint()
+                    next_ckpt = (self.env_step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+                    if stop_at is not None and self.env_step >= stop_at:
+                        raise StopRun(f"stopped at env step {self.env_step}")
+        return self.summary()
+
+    def _store(self, tr: Transition, failed_takeover: bool) -> None:
+        """Online gets everything; offline gets the interventions (HIL-SERL). done = termination only."""
+        done = tr.terminated
+        reward = tr.reward
+        if failed_takeover and self.cfg.takeover_is_failure:
+            done, reward = True, 0.0  # the operator had to take over: the policy's attempt failed here
+        stored = tr if reward == tr.reward else Transition(**{**tr.__dict__, "reward": reward})
+        add_transition(self.online, stored, done)
+        if tr.is_intervention:
+            add_transition(self.offline, stored, done)
+
+    def summary(self) -> dict[str, Any]:
+        eps = self.logs["episodes"]
+        evals = self.logs["evals"]
+
+        def window(rows, key, first: bool):
+            part = rows[:20] if first else rows[-20:]
+            return float(np.mean([r[key] for r in part])) if part else float("nan")
+
+        return {
+            "env_steps": self.env_step,
+            "episodes": self.episode,
+            "updates": self.updates,
+            "eval_success_start": evals[0]["success_rate"] if evals else float("nan"),
+            "eval_success_final": evals[-1]["success_rate"] if evals else float("nan"),
+            "eval_success_best": max(r["success_rate"] for r in evals) if evals else float("nan"),
+            "intervention_rate_first20": window(eps, "intervention_rate", True),
+            "intervention_rate_last20": window(eps, "intervention_rate", False),
+            "success_first20": window(eps, "success", True),
+            "success_last20": window(eps, "success", False),
+            "jitter_last20": window(eps, "jitter", False),
+            "online_buffer": len(self.online),
+            "offline_buffer": len(self.offline),
+        }
+
+
+def finetune(
+    params: StudyParams,
+    demos_root: str | Path,
+    out_dir: str | Path,
+    bc_dir: str | Path | None = None,
+    stop_at: int | None = None,
+) -> tuple[dict[str, Any], Run]:
+    """Run (or resume) one fine-tuning variant; returns its summary metrics and the run (logs, agent).
+
+    Writes `<out_dir>/policy/` (final actor), `checkpoint/`, and the dvclive curves under `live/`.
+    """
+    run = Run(params, demos_root, bc_dir, out_dir)
+    resumed = run.resume()
+    summary = run.run(stop_at=stop_at)
+    summary["resumed"] = resumed
+    save_policy(run.algorithm.policy, run.pre, run.post, Path(out_dir) / "policy")
+    write_live(run.logs, Path(out_dir) / "live")
+    return summary, run
+
+
+def write_live(logs: dict[str, list[dict]], directory: Path) -> None:
+    """The run's curves as dvclive files (step = env step), written in one go from the checkpointed logs,
+    so a resumed run's curves are the uninterrupted run's curves (no duplicated or missing rows)."""
+    from dvclive import Live
+
+    points: dict[int, dict[str, float]] = {}
+    for row in logs["updates"]:
+        points.setdefault(row["env_step"], {}).update({f"train/{k}": v for k, v in row.items() if k not in ("env_step", "update")})
+    for row in logs["evals"]:
+        points.setdefault(row["env_step"], {})["eval/success_rate"] = row["success_rate"]
+    for row in logs["episodes"]:
+        points.setdefault(row["env_step"], {}).update(
+            {"episode/intervention_rate": row["intervention_rate"], "episode/success": row["success"], "episode/jitter": row["jitter"]}
+        )
+    with Live(dir=str(directory), save_dvc_exp=False, dvcyaml=None) as live:
+        for step in sorted(points):
+            live.step = step
+            for k, v in points[step].items():
+                live.log_metric(k, v)
+
+
+def critic_sizes(algorithm) -> list[list[int]]:
+    """The hidden widths of each critic head as built (to prove the params reached the networks)."""
+    sizes = []
+    for head in algorithm.critic_ensemble.critics:
+        sizes.append([m.out_features for m in head.net.net if isinstance(m, torch.nn.Linear)])
+    return sizes
+
+

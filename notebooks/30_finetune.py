@@ -1,0 +1,98 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python (hilstudy)
+#     language: python
+#     name: hilstudy
+# ---
+
+# %% [markdown]
+# # 30 · HIL fine-tuning: SAC with a simulated operator, with and without a BC loss
+#
+# One variant of the study's matrix (init × bc_weight × seed). lerobot's SAC (through the registered
+# `sac_bc` algorithm, which is plain SAC at `bc_weight: 0`) learns online while the simulated operator
+# takes over by its rule; the demos and every intervention feed the offline buffer, mixed 50/50 with
+# the online buffer in each batch. A takeover ends the policy's attempt (its last transition is stored
+# as terminal with reward 0).
+#
+# Measured: success of the deterministic policy alone (no operator) every `eval_every` env steps,
+# starting at step 0 — a BC start that online SAC unlearns shows here; per episode the intervention
+# rate, success and action jitter; per update the critic, actor, temperature and BC losses.
+#
+# Inputs: demos, BC policy (init `bc`), params `env`, `operator`, `policy`, `finetune`.
+# Outputs (under `out_dir`): `metrics.json`, `episodes.csv`, `evals.csv`, `updates.csv`, `live/`,
+# `policy/` (final actor, lerobot format), `checkpoint/` (resume point), `timing.json`.
+
+# %% tags=["parameters"]
+env = None  # params.yaml section `env`
+operator = None  # params.yaml section `operator`
+policy = None  # params.yaml section `policy`
+finetune = None  # params.yaml section `finetune` (the matrix sets init, bc_weight, seed)
+demos_dir = "data/demos/dataset"  # the demos (LeRobotDataset)
+bc_dir = "data/bc/policy"  # the BC policy (used when finetune.init is bc)
+out_dir = "data/finetune/default"  # this variant's folder
+
+# %%
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from hilstudy import params as P
+from hilstudy.finetune import finetune as run_finetune
+from hilstudy.io import write_json
+
+os.chdir(P.project_root())
+cfg = P.resolve(env=env, operator=operator, policy=policy, finetune=finetune)
+out = Path(out_dir)
+print(cfg.finetune)
+
+# %%
+summary, run = run_finetune(cfg, demos_dir, out, bc_dir=bc_dir if cfg.finetune.init == "bc" else None)
+write_json(out / "timing.json", {"train_time_s": run.train_time, "env_steps_per_s": run.env_step / max(run.train_time, 1e-9)})
+summary.pop("resumed")
+write_json(out / "metrics.json", summary)
+episodes = pd.DataFrame(run.logs["episodes"])
+evals = pd.DataFrame(run.logs["evals"])
+updates = pd.DataFrame(run.logs["updates"])
+for name, df in [("episodes", episodes), ("evals", evals), ("updates", updates)]:
+    df.to_csv(out / f"{name}.csv", index=False, float_format="%.6g")
+pd.Series(summary).to_frame("value")
+
+# %% [markdown]
+# ## Success and interventions vs environment steps
+# Evaluation: deterministic actions, no operator, the same seeded episodes each time.
+# Intervention rate: intervened steps / episode steps, running mean over 20 episodes (as in HIL-SERL).
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(16, 3.6))
+axes[0].plot(evals.env_step, evals.success_rate, "o-")
+axes[0].set_ylim(-0.05, 1.05)
+axes[0].set_title("evaluation success (policy alone)")
+axes[1].plot(episodes.env_step, episodes.intervention_rate.rolling(20, min_periods=1).mean(), label="intervention rate")
+axes[1].plot(episodes.env_step, episodes.success.rolling(20, min_periods=1).mean(), label="episode success (with operator)")
+axes[1].set_ylim(-0.05, 1.05)
+axes[1].legend(fontsize=8)
+axes[1].set_title("training episodes (20-episode running mean)")
+axes[2].plot(episodes.env_step, episodes.jitter.rolling(20, min_periods=1).mean())
+axes[2].set_title("action jitter mean|a_t - a_t-1| (20-episode mean)")
+for ax in axes:
+    ax.set_xlabel("env step")
+fig.tight_layout()
+
+# %% [markdown]
+# ## Losses per update (means over `log_every` updates)
+
+# %%
+cols = [c for c in ["loss_critic", "loss_actor", "loss_bc", "loss_temperature", "temperature", "mean_q"] if c in updates]
+if len(updates):
+    fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3))
+    for ax, c in zip(axes, cols):
+        ax.plot(updates.env_step, updates[c])
+        ax.set_title(c)
+        ax.set_xlabel("env step")
+    fig.tight_layout()

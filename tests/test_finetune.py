@@ -1,0 +1,147 @@
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from hilstudy import params as P
+from hilstudy.bc import train_bc
+from hilstudy.demos import record_demos
+from hilstudy.finetune import Run, StopRun, critic_sizes, finetune
+from hilstudy.policy import CheckpointError
+
+TINY = {
+    "demos": {"num_episodes": 3},
+    "bc": {"steps": 30, "batch_size": 32, "val_episodes": 1, "eval_episodes": 0},
+    "policy": {"actor_hidden_dims": [64, 64], "critic_hidden_dims": [48, 32], "num_critics": 3, "latent_dim": 32,
+               "state_encoder_hidden_dim": 32},
+    "finetune": {"env_steps": 160, "learning_starts": 40, "batch_size": 32, "eval_every": 80, "eval_episodes": 1,
+                 "checkpoint_every": 60, "log_every": 10, "init": "scratch"},
+}
+
+
+def tiny(**finetune) -> P.StudyParams:
+    raw = {k: dict(v) for k, v in TINY.items()}
+    raw["finetune"].update(finetune)
+    return P.validate(raw)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ft")
+    record_demos(tiny(), root / "demos", progress=False)
+    train_bc(tiny(), root / "demos", root / "bc")
+    return root / "demos", root / "bc" / "policy"
+
+
+@pytest.fixture(scope="module")
+def full(inputs, tmp_path_factory):
+    demos, bc = inputs
+    out = tmp_path_factory.mktemp("full")
+    summary, run = finetune(tiny(), demos, out, bc_dir=bc)
+    return out, summary, run
+
+
+def test_params_reach_the_networks(inputs, tmp_path):
+    demos, bc = inputs
+    run = Run(tiny(discount=0.9, temperature_init=0.2, utd_ratio=2), demos, bc, tmp_path)
+    assert critic_sizes(run.algorithm) == [[48, 32]] * 3  # lerobot's from_policy_config would drop these
+    assert run.algorithm.config.discount == 0.9 and run.algorithm.config.utd_ratio == 2
+    assert run.algorithm.temperature == pytest.approx(0.2)
+    assert [m.out_features for m in run.algorithm.policy.actor.network.net if isinstance(m, torch.nn.Linear)] == [64, 64]
+
+
+def test_bc_init_loads_the_bc_weights(inputs, tmp_path):
+    demos, bc = inputs
+    run = Run(tiny(init="bc"), demos, bc, tmp_path)
+    saved = load_file(str(bc / "model.safetensors"))
+    mine = run.algorithm.policy.state_dict()
+    assert all(torch.equal(mine[k], v) for k, v in saved.items())
+
+
+def test_run_metrics_and_outputs(full):
+    out, s, run = full
+    assert s["env_steps"] == 160 and s["updates"] == 120 and not s["resumed"]
+    assert len(run.logs["evals"]) == 3 and run.logs["evals"][0]["env_step"] == 0  # success at step 0 is measured
+    row = run.logs["updates"][-1]
+    for key in ["loss_critic", "loss_actor", "loss_temperature", "loss_bc", "temperature", "mean_q"]:
+        assert key in row
+    for key in ["success", "length", "intervention_steps", "intervention_rate", "jitter", "return"]:
+        assert key in run.logs["episodes"][0]
+    assert (out / "policy" / "model.safetensors").exists() and (out / "checkpoint" / "pretrained_model").exists()
+    assert (out / "live" / "plots" / "metrics" / "eval" / "success_rate.tsv").exists()
+
+
+def online_rows(run):
+    b, n = run.online, len(run.online)
+    return (b.dones[:n].numpy(), b.truncateds[:n].numpy(), b.rewards[:n].numpy(),
+            b.complementary_info["is_intervention"][:n].numpy().ravel() > 0.5)
+
+
+def test_takeover_ends_the_policys_attempt(full):
+    _, _, run = full
+    done, trunc, reward, inter = online_rows(run)
+    takeovers = sum(e["takeovers"] for e in run.logs["episodes"])
+    assert takeovers > 0, "the tiny scratch run should need the operator"
+    failed = np.flatnonzero(done & ~inter & (reward == 0))
+    assert len(failed) >= 1
+    assert all(inter[i + 1] for i in failed if i + 1 < len(inter))  # each is followed by the operator's step
+    # an episode goes on after such a "done": the flag is for the policy's attempt, not the env
+    assert not trunc[failed].any()
+
+
+def test_time_limit_is_not_stored_as_done(inputs, tmp_path):
+    demos, bc = inputs
+    raw = {k: dict(v) for k, v in TINY.items()}
+    raw["env"] = {"max_episode_steps": 15}
+    raw["finetune"].update(interventions=False, env_steps=60, learning_starts=30, eval_episodes=0)
+    _, run = finetune(P.validate(raw), demos, tmp_path)
+    done, trunc, _, inter = online_rows(run)
+    assert trunc.sum() >= 3 and not (done & trunc).any() and not inter.any()
+
+
+def test_interventions_go_to_both_buffers(full, inputs):
+    _, _, run = full
+    from hilstudy.bc import load_demo_tensors
+
+    n_demo = len(load_demo_tensors(inputs[0]))
+    _, _, _, inter = online_rows(run)
+    assert len(run.offline) == n_demo + inter.sum()  # policy transitions only online
+    assert len(run.online) == 160
+
+
+def test_stop_and_resume_continues_exactly(full, inputs, tmp_path):
+    demos, bc = inputs
+    _, summary, run = full
+    with pytest.raises(StopRun):
+        finetune(tiny(), demos, tmp_path, bc_dir=bc, stop_at=60)
+    assert (tmp_path / "checkpoint" / "training_state" / "training_step.json").exists()
+    resumed_summary, resumed = finetune(tiny(), demos, tmp_path, bc_dir=bc)
+    assert resumed_summary.pop("resumed") is True
+    assert resumed_summary == {k: v for k, v in summary.items() if k != "resumed"}
+    assert resumed.logs == run.logs
+    for k, v in run.algorithm.policy.state_dict().items():
+        assert torch.equal(resumed.algorithm.policy.state_dict()[k], v), k
+    for k, v in run.algorithm.state_dict().items():
+        assert torch.equal(resumed.algorithm.state_dict()[k], v), k
+    assert (tmp_path / "live" / "plots" / "metrics" / "eval" / "success_rate.tsv").read_text() == \
+        (full[0] / "live" / "plots" / "metrics" / "eval" / "success_rate.tsv").read_text()
+
+
+def test_resume_refuses_a_corrupt_actor(inputs, tmp_path):
+    demos, bc = inputs
+    with pytest.raises(StopRun):
+        finetune(tiny(), demos, tmp_path, bc_dir=bc, stop_at=60)
+    f = tmp_path / "checkpoint" / "pretrained_model" / "model.safetensors"
+    tensors = load_file(str(f))
+    del tensors["actor.mean_layer.bias"]
+    save_file(tensors, str(f))
+    with pytest.raises(CheckpointError, match="mean_layer.bias"):
+        finetune(tiny(), demos, tmp_path, bc_dir=bc)
+
+
+def test_checkpoint_of_other_params_is_not_resumed(inputs, tmp_path):
+    demos, bc = inputs
+    with pytest.raises(StopRun):
+        finetune(tiny(), demos, tmp_path, bc_dir=bc, stop_at=60)
+    s, _ = finetune(tiny(env_steps=100), demos, tmp_path, bc_dir=bc)
+    assert s["resumed"] is False and s["env_steps"] == 100
