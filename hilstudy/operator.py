@@ -4,15 +4,20 @@ The expert solves pick-cube from privileged sim state (hover over the cube, desc
 with seeded Gaussian noise on its xyz action. The intervention rule watches the policy the way a
 person at the teleoperator would, and takes over when
 
-1. **no progress**: the task potential (see `potential`) has not improved by more than
-   `progress_eps` for `no_progress_steps` steps, or
-2. **harmful gripper** (optional): the policy closes the gripper far from the cube, or opens it while
-   holding the cube off the table;
+1. **no progress**: the task potential (see `potential`) has not risen by more than `progress_eps`
+   above its best value for `no_progress_steps` consecutive steps, or
+2. **harmful gripper** (optional): the policy commands close (gripper > 0.5) with the tcp more than
+   3 cm from the cube, or commands open (gripper < -0.5) while holding the cube 1 cm or more up;
 
-then, after a seeded **reaction delay** (uniform in [0, reaction_delay_max] steps, the policy still
-acting), the expert drives for `takeover_steps` steps and hands back. A per-episode **budget** caps the
-intervention steps. What it reports is what a real teleoperator reports: `is_intervention` and
-`teleop_action` in `info` (plus `intervention_start` on the first step of a takeover).
+then, after a seeded **reaction delay** d (uniform in [0, reaction_delay_max] steps; the policy still
+acts during it, d = 0 replaces the triggering action itself), the expert drives for `takeover_steps`
+steps and hands back, and the no-progress window restarts. A per-episode **budget** caps the
+intervention steps (a takeover is cut short when it runs out; budget 0 never intervenes). What it
+reports is what a real teleoperator reports: `is_intervention` and `teleop_action` in `info`, plus
+`intervention_start` on the first step of a takeover.
+
+A real-arm operator (a person at a lerobot teleoperator) has the same `reset(seed)` and
+`step(state, policy_action) -> (action, info)`.
 """
 
 from __future__ import annotations
@@ -23,48 +28,75 @@ import numpy as np
 
 from hilstudy.params import OperatorParams
 
+# The expert's script (metres, steps)
 HOVER = 0.04  # m above the cube's centre while aligning in xy
 XY_TOL = 0.008  # m: aligned enough to descend
 Z_TOL = 0.008  # m: low enough to close
 CLOSE_STEPS = 3  # steps the fingers get to close before lifting
+HOLD_DIST = 0.02  # m: tcp this close to the cube with the gripper closed counts as holding it
 LIFT_TO = 0.16  # m above the cube's start height (success is at 0.10)
+# The harmful-gripper rule
+CLOSE_CMD, OPEN_CMD = 0.5, -0.5  # policy gripper actions that count as "close" / "open"
 FAR_FROM_CUBE = 0.03  # m: closing farther than this from the cube is harmful
+LIFTED = 0.01  # m: opening while holding the cube this high is harmful
+
+WATCH, WAIT, TAKEOVER = "watch", "wait", "takeover"  # the rule's states
 
 
 def potential(state: dict[str, Any]) -> float:
-    """One monotone measure of task progress (metres): -distance to the cube before the grasp, lift after."""
+    """Task progress in metres, one number that rises along a successful pick.
+
+    Before the grasp: minus the tcp-to-cube distance (<= 0, rises to about -0.003 at the grasp). Grasped:
+    the cube's lift (about 0 at the grasp, 0.1 at success). Losing the cube drops it back below zero, so
+    the best value seen is not beaten again until the cube is re-grasped and lifted higher.
+    """
     if state["grasped"]:
         return float(state["cube_lift"])
-    return -float(np.linalg.norm(state["cube_pos"] - state["tcp_pos"]))
+    return -float(np.linalg.norm(np.asarray(state["cube_pos"]) - np.asarray(state["tcp_pos"])))
 
 
 class ScriptedOperator:
-    """Scripted expert + intervention rule; `step` has the signature of any operator (sim or teleop)."""
+    """Scripted expert + intervention rule; `step` has the signature of any operator (sim or teleop).
+
+    Counters for the current episode: `intervention_steps`, `num_takeovers`; `last_trigger` names what
+    set off the latest takeover ("no_progress" or "harmful_gripper").
+    """
 
     def __init__(self, cfg: OperatorParams, action_scale: float = 0.025):
         self.cfg = cfg
-        self.action_scale = action_scale
+        self.action_scale = action_scale  # metres one unit of xyz action moves the target (the env's)
         self.reset(0)
 
     def reset(self, seed: int) -> None:
-        """New episode: reseed noise and delays from the episode seed, clear counters."""
-        self._rng = np.random.default_rng([seed, 0x0E7A])  # apart from the env's streams for the same seed
-        self._closed_steps = 0
-        self._best = -np.inf
-        self._stalled = 0
-        self._pending: int | None = None  # steps left before a triggered takeover starts
-        self._takeover_left = 0
+        """New episode: reseed noise and reaction delays from the episode seed, clear the counters."""
+        # Two streams, apart from each other and from the env's streams for the same seed: the delays do
+        # not change when noise_std does.
+        self._noise_rng = np.random.default_rng([seed, 0x0E7A, 0])
+        self._delay_rng = np.random.default_rng([seed, 0x0E7A, 1])
+        self._closed_steps = 0  # expert: steps the gripper has been closed on the cube
         self._first = True
+        self._mode = WATCH
+        self._best = -np.inf  # best potential in the current no-progress window
+        self._stalled = 0  # consecutive steps without beating it by progress_eps
+        self._wait = 0  # reaction-delay steps left (WAIT)
+        self._left = 0  # takeover steps left (TAKEOVER)
         self.intervention_steps = 0
         self.num_takeovers = 0
         self.last_trigger: str | None = None
 
     # ------------------------------------------------------------------------------------- the expert
     def expert_action(self, state: dict[str, Any]) -> np.ndarray:
-        """The scripted pick, from sim state, with seeded noise on xyz. 4-D float32 in [-1, 1]."""
-        tcp, cube, target = state["tcp_pos"], state["cube_pos"], state["ee_target"]
+        """The scripted pick, from sim state, with seeded noise on xyz. 4-D float32 in [-1, 1].
+
+        Proportional control of the end-effector target: xyz = (goal - target) / action_scale, clipped.
+        Goals: above the cube (rising first when low and off to the side), then the cube's centre, close,
+        hold CLOSE_STEPS, then LIFT_TO above the start height. The gripper is open (-1) unless closing or
+        holding (+1); a closed gripper away from the cube opens, so the script recovers from any state.
+        """
+        tcp, cube = np.asarray(state["tcp_pos"]), np.asarray(state["cube_pos"])
+        target = np.asarray(state.get("ee_target", tcp))
         grip = -1.0
-        if state["gripper"] > 0.5 and np.linalg.norm(cube - tcp) < 0.02:
+        if state["gripper"] > 0.5 and np.linalg.norm(cube - tcp) < HOLD_DIST:
             # holding (or closing on) the cube: give the fingers a moment, then lift
             grip = 1.0
             self._closed_steps += 1
@@ -81,57 +113,67 @@ class ScriptedOperator:
                     grip = 1.0
         xyz = (goal - target) / self.action_scale
         if self.cfg.noise_std > 0:
-            xyz = xyz + self._rng.normal(0.0, self.cfg.noise_std, 3)
+            xyz = xyz + self._noise_rng.normal(0.0, self.cfg.noise_std, 3)
         return np.clip(np.append(xyz, grip), -1.0, 1.0).astype(np.float32)
 
     # ---------------------------------------------------------------------------- intervention rule
+    def _no_progress(self, state: dict[str, Any]) -> bool:
+        """Track the potential; True once it has not beaten its best by progress_eps for k steps."""
+        p = potential(state)
+        if p > self._best + self.cfg.progress_eps:
+            self._best, self._stalled = p, 0
+        else:
+            self._stalled += 1
+        return self._stalled >= self.cfg.no_progress_steps
+
     def _harmful(self, state: dict[str, Any], policy_action: np.ndarray) -> bool:
-        far = np.linalg.norm(state["cube_pos"] - state["tcp_pos"]) > FAR_FROM_CUBE
-        closing_far = policy_action[3] > 0.5 and far and state["gripper"] < 0.5
-        dropping = policy_action[3] < -0.5 and state["grasped"] and state["cube_lift"] > 0.01
+        """The policy closes the gripper far from the cube, or opens it while holding the cube up."""
+        g = float(policy_action[3])
+        far = np.linalg.norm(np.asarray(state["cube_pos"]) - np.asarray(state["tcp_pos"])) > FAR_FROM_CUBE
+        closing_far = g > CLOSE_CMD and far
+        dropping = g < OPEN_CMD and state["grasped"] and state["cube_lift"] >= LIFTED
         return bool(closing_far or dropping)
 
     def step(self, state: dict[str, Any], policy_action: np.ndarray | None) -> tuple[np.ndarray, dict[str, Any]]:
-        """Choose the executed action. `policy_action` None: recording demos, the operator drives throughout."""
-        expert = self.expert_action(state)  # always computed: keeps the noise stream independent of the rule
+        """Choose the executed action and report it as a teleoperator would.
+
+        `policy_action` None (recording demos): the operator drives every step. Otherwise the rule's
+        states: WATCH (policy acts; check triggers) -> WAIT (reaction delay; policy acts) -> TAKEOVER
+        (expert acts for takeover_steps, or until the budget is spent) -> WATCH (window restarted).
+        """
+        expert = self.expert_action(state)  # every step: keeps the expert's counters and noise in step
         first, self._first = self._first, False
         if policy_action is None:
             self.intervention_steps += 1
-            return expert, {"is_intervention": True, "teleop_action": expert, "intervention_start": first}
+            self.num_takeovers += int(first)
+            return expert, {"is_intervention": True, "teleop_action": expert.copy(), "intervention_start": first}
 
         budget_left = self.cfg.budget_steps - self.intervention_steps
-        start = False
-        if self._takeover_left == 0 and self._pending is None and budget_left > 0:
-            p = potential(state)
-            if p > self._best + self.cfg.progress_eps:
-                self._best, self._stalled = p, 0
-            else:
-                self._stalled += 1
+        if self._mode == WATCH and budget_left > 0:
             trigger = None
-            if self._stalled >= self.cfg.no_progress_steps:
+            if self._no_progress(state):
                 trigger = "no_progress"
             elif self.cfg.harmful_gripper and self._harmful(state, policy_action):
                 trigger = "harmful_gripper"
             if trigger is not None:
                 self.last_trigger = trigger
-                self._pending = int(self._rng.integers(0, self.cfg.reaction_delay_max + 1))
-        if self._pending is not None and self._takeover_left == 0:
-            if self._pending == 0:
-                self._pending = None
-                if budget_left > 0:
-                    self._takeover_left = self.cfg.takeover_steps
-                    self.num_takeovers += 1
-                    start = True
+                self._mode, self._wait = WAIT, int(self._delay_rng.integers(0, self.cfg.reaction_delay_max + 1))
+
+        start = False
+        if self._mode == WAIT:
+            if self._wait == 0:  # the operator has reacted: take over from this step on
+                self._mode, self._left, start = TAKEOVER, min(self.cfg.takeover_steps, budget_left), True
+                self.num_takeovers += 1
             else:
-                self._pending -= 1
-        if self._takeover_left > 0 and budget_left > 0:
-            self._takeover_left -= 1
+                self._wait -= 1
+
+        if self._mode == TAKEOVER:
+            self._left -= 1
             self.intervention_steps += 1
-            if self._takeover_left == 0 or self.intervention_steps >= self.cfg.budget_steps:
-                self._takeover_left = 0
-                self._best, self._stalled = potential(state), 0  # the no-progress window restarts
-            return expert, {"is_intervention": True, "teleop_action": expert, "intervention_start": start}
-        self._takeover_left = 0
+            if self._left == 0:  # hand back; the no-progress window restarts from here
+                self._mode, self._best, self._stalled = WATCH, potential(state), 0
+            return expert, {"is_intervention": True, "teleop_action": expert.copy(), "intervention_start": start}
+
         return np.asarray(policy_action, dtype=np.float32), {
             "is_intervention": False,
             "teleop_action": None,

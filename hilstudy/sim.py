@@ -1,13 +1,14 @@
 """gym-hil's MuJoCo Panda pick-cube, made fit for a study.
 
-What changes from stock gym-hil (`PandaPickCubeGymEnv`) and why:
+What changes from stock gym-hil (`PandaPickCubeGymEnv`, used directly: the registered ids open a viewer
+and their `ResetDelayWrapper` sleeps 1 s on every reset) and why:
 - **Seeded cube.** gym-hil samples the cube with numpy's *global* RNG, so `reset(seed=...)` does not fix
   it. Here the cube's xy comes from `np.random.default_rng(seed)`: same seed, same cube, same trajectory.
 - **One flat normalized state** (`observation.state`) with fixed constants, no dataset statistics:
   joint positions by the Panda's joint limits, joint velocities / 2 rad/s, the raw 0..255 gripper
   command scaled, tcp and cube xyz by the workspace bounds; all about [-1, 1]. With pixels, the cube
-  position is left out of the state (the policy must see the cube) and 128x128 front/wrist images
-  (`observation.images.front|wrist`, uint8 HWC) are added.
+  position is left out of the state (the policy must see the cube) and front/wrist images
+  (`observation.images.front|wrist`, uint8 HWC, `image_size` square) are added.
 - **4-D action** in [-1, 1]: xyz times `action_scale` metres moves the end-effector target; the gripper
   value is the change of the normalized gripper command (+1 closes fully, -1 opens fully).
 - **Time limit** counted here (`truncated` at `max_episode_steps`), never folded into `terminated`.
@@ -32,6 +33,10 @@ from hilstudy.params import EnvParams
 
 QVEL_SCALE = 2.0  # rad/s that map to 1.0 in the normalized state
 IMAGE_KEYS = ("observation.images.front", "observation.images.wrist")
+FIXED_CUBE_XY = (0.5, 0.0)  # gym-hil's cube position when it is not sampled
+GRASP_MIN_COMMAND = 0.5  # normalized gripper command from which the fingers count as closing
+GRASP_MAX_DIST = 0.03  # m: tcp (pinch point) to cube centre for a grasp (cube half-size is 2 cm)
+_LEFT_PADS, _RIGHT_PADS = ("left_pad1", "left_pad2"), ("right_pad1", "right_pad2")
 
 # Envs still open at interpreter exit are closed before Python tears modules down: an EGL context freed
 # during teardown prints an EGLError (harmless, but noise in every notebook and log).
@@ -52,26 +57,39 @@ def _to_unit(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 
 class PickCubeEnv(gym.Env):
-    """Pick up the cube and lift it 10 cm. Sparse reward: 1.0 on the step that succeeds, then terminated."""
+    """Pick up the cube and lift it 10 cm. Sparse reward: 1.0 on the step that succeeds, then terminated.
+
+    `terminated` is gym-hil's (success, or the cube pushed 5 cm past the sampling box); `truncated` is the
+    time limit. `info` (reset and step): success, cube_pos, tcp_pos, gripper (command, 0 open..1 closed),
+    step. `sim_state()` gives the privileged state a scripted operator needs.
+    """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    # Class-level defaults: `close`/`__del__` work even when `__init__` failed before the base env existed.
+    _base: PandaPickCubeGymEnv | None = None
+    _closed = True
 
     def __init__(self, cfg: EnvParams):
         if cfg.kind != "sim":
             raise ValueError(f"PickCubeEnv is the simulator; env.kind is {cfg.kind!r}")
         self.cfg = cfg
         self.pixels = cfg.obs == "pixels"
+        self.render_mode = "rgb_array"
         self._base = PandaPickCubeGymEnv(
             render_spec=GymRenderingSpec(height=cfg.image_size, width=cfg.image_size),
             image_obs=self.pixels,
             reward_type="sparse",
             random_block_position=False,  # we place the cube ourselves, from the reset seed
         )
+        self._closed = False
         model = self._base.model
         dof = self._base._panda_dof_ids
         self._qpos_lo = model.jnt_range[dof, 0].astype(np.float64)
         self._qpos_hi = model.jnt_range[dof, 1].astype(np.float64)
         self._box_lo, self._box_hi = _CARTESIAN_BOUNDS[0], _CARTESIAN_BOUNDS[1]
+        self._block_geom = model.geom("block").id
+        self._left_pads = {model.geom(n).id for n in _LEFT_PADS}
+        self._right_pads = {model.geom(n).id for n in _RIGHT_PADS}
 
         names = [f"q{i}" for i in range(1, 8)] + [f"dq{i}" for i in range(1, 8)] + ["gripper", "tcp_x", "tcp_y", "tcp_z"]
         if not self.pixels:
@@ -89,9 +107,11 @@ class PickCubeEnv(gym.Env):
         self.observation_space = gym.spaces.Dict(spaces)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (4,), dtype=np.float32)
 
-        self._rng = np.random.default_rng(0)  # only for resets without a seed
+        # Draws the episode seed of a reset without one. Re-seeded by every seeded reset (gymnasium's rule
+        # for `np_random`), so reset(seed=s) followed by plain resets is a reproducible sequence; before the
+        # first seeded reset it starts from 0, so even an env never given a seed is deterministic.
+        self._seed_rng = np.random.default_rng([0, 1])
         self._steps = 0
-        self._closed = False
         _OPEN_ENVS.add(self)
         global _ATEXIT_REGISTERED
         if not _ATEXIT_REGISTERED:
@@ -100,29 +120,37 @@ class PickCubeEnv(gym.Env):
 
     # ----------------------------------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        """Start an episode. Same seed: same cube position and, for the same actions, the same trajectory."""
         if seed is None:
-            seed = int(self._rng.integers(2**31))
+            seed = int(self._seed_rng.integers(2**31))
         else:
-            self._rng = np.random.default_rng(seed)
-        # gym-hil and its wrappers draw from numpy's global RNG; seed it too so nothing escapes the seed.
+            seed = int(seed)
+            self._seed_rng = np.random.default_rng([seed, 1])  # a stream apart from the cube's
+        # gym-hil (random_block_position) and anything else in its stack draw from numpy's *global* RNG:
+        # seed it with the episode seed too, so nothing can escape the seed.
         np.random.seed(seed % 2**32)
         super().reset(seed=seed)
-        self._base.reset(seed=seed)
-        data = self._base.data
-        if self.cfg.random_cube:
-            xy = np.random.default_rng(seed).uniform(*_SAMPLING_BOUNDS)
-            data.jnt("block").qpos[:3] = (*xy, self._base._block_z)
-            mujoco.mj_forward(self._base.model, data)
-            self._base._z_init = data.sensor("block_pos").data[2]
-            self._base._z_success = self._base._z_init + 0.1
+        base = self._base
+        base.image_obs = False  # the base reset's observation is thrown away: do not render it
+        try:
+            base.reset(seed=seed)  # mj_resetData, robot home, cube at (0.5, 0), mj_forward, z_init
+        finally:
+            base.image_obs = self.pixels
+        # Place the cube from the episode seed, then redo what gym-hil's reset does after placing it.
+        xy = np.random.default_rng(seed).uniform(*_SAMPLING_BOUNDS) if self.cfg.random_cube else FIXED_CUBE_XY
+        base.data.jnt("block").qpos[:3] = (*xy, base._block_z)
+        mujoco.mj_forward(base.model, base.data)
+        base._z_init = base.data.sensor("block_pos").data[2]
+        base._z_success = base._z_init + 0.1
         self._steps = 0
-        return self._observation(self._base._compute_observation()), self._info(success=False)
+        return self._observation(base._compute_observation()), self._info(success=False)
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+        """Clip the 4-D action to [-1, 1], scale xyz to metres, step gym-hil's 7-D action (no rotation)."""
         a = np.clip(np.asarray(action, dtype=np.float64).reshape(4), -1.0, 1.0)
         base_action = np.zeros(7)
-        base_action[:3] = a[:3] * self.cfg.action_scale
-        base_action[6] = a[3]
+        base_action[:3] = a[:3] * self.cfg.action_scale  # metres added to the end-effector target
+        base_action[6] = a[3]  # change of the normalized gripper command; positive closes
         raw_obs, reward, terminated, _, info = self._base.step(base_action)
         self._steps += 1
         truncated = (not terminated) and self._steps >= self.cfg.max_episode_steps
@@ -134,10 +162,19 @@ class PickCubeEnv(gym.Env):
             self._info(success=bool(info["succeed"])),
         )
 
+    def render(self) -> np.ndarray:
+        """The front camera's view (uint8 HWC, image_size square), e.g. for videos of state-obs runs."""
+        viewer = self._base._viewer
+        viewer.update_scene(self._base.data, camera=self._base.camera_id[0])
+        return viewer.render()
+
     def close(self) -> None:
-        """Release the renderer (its EGL context) now, so nothing complains at interpreter exit."""
-        if not self._closed:
-            self._closed = True
+        """Release the renderer (its EGL context) now, so nothing complains at interpreter exit. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        _OPEN_ENVS.discard(self)
+        if self._base is not None:
             self._base.close()
 
     def __enter__(self) -> PickCubeEnv:
@@ -170,32 +207,55 @@ class PickCubeEnv(gym.Env):
             obs["observation.images.wrist"] = np.ascontiguousarray(raw["pixels"]["wrist"], dtype=np.uint8)
         return obs
 
+    def _pads_on_cube(self) -> tuple[bool, bool]:
+        """Whether a left and a right finger pad touch the cube (from the last physics step's contacts)."""
+        data, block = self._base.data, self._block_geom
+        left = right = False
+        for c in data.contact[: data.ncon]:
+            if c.geom1 == block or c.geom2 == block:
+                other = c.geom2 if c.geom1 == block else c.geom1
+                left |= other in self._left_pads
+                right |= other in self._right_pads
+        return left, right
+
     def sim_state(self) -> dict[str, Any]:
-        """Privileged simulator state for the scripted operator (a real arm has no such thing)."""
-        data = self._base.data
+        """Privileged simulator state for the scripted operator (a real arm has no such thing).
+
+        grasped: the fingers are commanded closed, a left and a right finger pad both touch the cube, and
+        the pinch point is within 3 cm of the cube's centre (a cube pinched by the finger tips, pushed by
+        one finger, or lying beside closed fingers is not grasped).
+        """
+        base = self._base
+        data = base.data
         tcp = data.sensor("2f85/pinch_pos").data.copy()
         cube = data.sensor("block_pos").data.copy()
-        gripper = float(data.ctrl[self._base._gripper_ctrl_id] / MAX_GRIPPER_COMMAND)
-        lift = float(cube[2] - self._base._z_init)
-        near = float(np.linalg.norm(cube - tcp)) < 0.02
+        gripper = float(data.ctrl[base._gripper_ctrl_id] / MAX_GRIPPER_COMMAND)
+        left, right = self._pads_on_cube()
+        near = float(np.linalg.norm(cube - tcp)) < GRASP_MAX_DIST
         return {
             "tcp_pos": tcp,
             "cube_pos": cube,
             "ee_target": data.mocap_pos[0].copy(),  # where the controller is driving the tcp
             "gripper": gripper,
-            "cube_lift": lift,
-            "grasped": bool(near and gripper > 0.5),
-            "z_init": float(self._base._z_init),
+            "cube_lift": float(cube[2] - base._z_init),
+            "grasped": bool(gripper >= GRASP_MIN_COMMAND and left and right and near),
+            "z_init": float(base._z_init),
             "step": self._steps,
         }
 
     def _info(self, success: bool) -> dict[str, Any]:
-        s = self.sim_state()
-        return {"success": success, "cube_pos": s["cube_pos"], "tcp_pos": s["tcp_pos"], "gripper": s["gripper"], "step": self._steps}
+        data = self._base.data
+        return {
+            "success": success,
+            "cube_pos": data.sensor("block_pos").data.copy(),
+            "tcp_pos": data.sensor("2f85/pinch_pos").data.copy(),
+            "gripper": float(data.ctrl[self._base._gripper_ctrl_id] / MAX_GRIPPER_COMMAND),
+            "step": self._steps,
+        }
 
 
 def make_env(cfg: EnvParams) -> PickCubeEnv:
     """The study's env for `cfg.kind`: the MuJoCo pick-cube, or (issue 10) a real lerobot arm."""
     if cfg.kind == "sim":
         return PickCubeEnv(cfg)
-    raise NotImplementedError("env.kind 'real' (a lerobot robot + teleoperator) is not implemented yet")
+    raise NotImplementedError("real arm: see issue 10")
