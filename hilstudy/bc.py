@@ -1,21 +1,43 @@
 """BC pretraining of the SAC actor on the demos: devlog 059's update, as a reproducible stage.
 
 The actor (lerobot's GaussianActorPolicy) learns `tanh(mean(s)) ≈ a_demo` by MSE, on whole-episode
-train/validation splits. Only what SAC's own actor optimizer would update is trained
-(`policy.get_optim_params()["actor"]`): the critics do not exist yet, and with `shared_encoder: true`
-the observation encoder belongs to the critic side (lerobot steps it with the critic loss only, and
-detaches image features on the actor side), so BC leaves it at its initialization, as the devlog did
-("freezes critic, only trains actor (and encoder if not frozen)").
+train/validation splits. Targets are compared with the squashed action `tanh(mean)`, never the pre-tanh
+mean (`policy.actor(...)` / `Policy.forward` return pre-tanh means; demo actions are in [-1, 1]).
 
-Targets are compared with the squashed action `tanh(mean)`, never the pre-tanh mean (`Policy.forward`
-returns pre-tanh means; the demo actions are in [-1, 1]).
+**What trains.** Exactly what SAC's own actor optimizer would update, `policy.get_optim_params()["actor"]`;
+every other parameter is frozen (`requires_grad = False`) for the duration of BC:
+- the critics: not even built (they live in `SACAlgorithm`, which BC never creates);
+- the observation encoder when `policy.shared_encoder` is true (lerobot's default). lerobot 0.6.1 shares
+  one encoder module between actor and critic and gives it to the *critic* optimizer only: the actor's
+  forward detaches the image features (after the conv stack, spatial embedding and post-encoder), so no
+  actor loss reaches them; the state/env-state encoders are *not* detached, so an actor loss does put
+  gradients in them, but `get_optim_params()["actor"]` leaves all `actor.encoder.*` parameters out and
+  SAC zeroes the critic's gradients before each critic step, so only the critic loss moves the encoder.
+  BC therefore leaves a shared encoder at its (seeded) initialization, as the devlog's script did
+  ("freezes critic, only trains actor (and encoder if not frozen)"): the actor learns on top of random
+  features, and fine-tuning later moves those features under it through the critic loss;
+- with `shared_encoder: false` the actor has its own encoder, and BC trains it (lerobot's from-scratch
+  conv encoder included: `hilstudy.policy` builds it with `freeze_vision_encoder=False`).
+
+**Evaluated twice**, on the policy loaded back from disk, without an operator: with the deterministic
+action `tanh(mean)` (`eval_*`), and with sampled actions (`eval_sampled_*`), which is what lerobot's
+actor does with these weights (`select_action` samples). MSE on the mean never trains the std head, so
+the samples are as noisy as at initialization (pre-tanh std about 1): compare the two jitters.
+
+**Reproducible.** `seed_everything(bc.seed)` before the network is built; batches come from a torch
+Generator seeded with `bc.seed`; the validation episodes from numpy's `default_rng(bc.seed)`; torch runs
+with `bc.torch_threads` CPU threads (the losses change in the last digits with the thread count). Same
+params and demos on the same machine give the same losses, the same weights and the same bytes on disk.
+Wall-clock time is the only nondeterministic figure and goes to `timing.json` only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +49,7 @@ import torch.nn.functional as F
 from hilstudy.params import StudyParams
 from hilstudy.policy import (
     ActorPolicy,
-    check_images,
+    actor_outputs,
     load_policy,
     make_policy,
     make_policy_config,
@@ -38,6 +60,8 @@ from hilstudy.rollout import episode_metrics, rollout
 from hilstudy.seeding import seed_everything
 
 OBS_PREFIX = "observation."
+TRAIN_LOSS = "bc/train_loss"  # dvclive metric names: data/bc/live/plots/metrics/bc/{train,val}_loss.tsv
+VAL_LOSS = "bc/val_loss"
 
 
 @dataclass
@@ -111,19 +135,47 @@ def split_episodes(episode: np.ndarray, val_episodes: int, seed: int) -> tuple[n
 
 
 def bc_loss(policy, obs: dict[str, torch.Tensor], action: torch.Tensor) -> torch.Tensor:
-    """MSE between the actor's deterministic (squashed) action and the demo action."""
-    check_images(obs)
-    _, _, means = policy.actor(obs, None)
+    """MSE between the actor's deterministic (squashed) action tanh(mean) and the demo action.
+
+    obs: what the policy's preprocessor produced (images float in [0, 1]: anything else fails).
+    """
+    _, _, means = actor_outputs(policy, obs)
     return F.mse_loss(torch.tanh(means), action)
 
 
-def evaluate(policy, preprocessor, params: StudyParams, episodes: int, seed: int) -> dict[str, float]:
-    """Success of the deterministic policy alone (no operator) over seeded sim episodes."""
+def freeze_all_but_actor(policy) -> tuple[list[torch.nn.Parameter], dict[int, bool]]:
+    """requires_grad only on SAC's actor-optimizer parameters (see the module docstring).
+
+    Returns (trainable parameters, the previous requires_grad flags by parameter id) for `restore_flags`.
+    """
+    trainable = [p for p in policy.get_optim_params()["actor"] if p.requires_grad]
+    ids = {id(p) for p in trainable}
+    flags = {id(p): p.requires_grad for p in policy.parameters()}
+    for p in policy.parameters():
+        p.requires_grad_(id(p) in ids)
+    return trainable, flags
+
+
+def restore_flags(policy, flags: dict[int, bool]) -> None:
+    for p in policy.parameters():
+        p.requires_grad_(flags[id(p)])
+
+
+def evaluate(
+    policy, preprocessor, params: StudyParams, episodes: int, seed: int, deterministic: bool = True
+) -> dict[str, float]:
+    """The policy alone (no operator) over seeded sim episodes seed, seed+1, ...: success, length, jitter.
+
+    deterministic: act with tanh(mean) (the default), or sample the tanh-Gaussian as lerobot's actor does
+    (`select_action`); sampling draws from torch's global RNG, seeded here with `seed`.
+    """
     from hilstudy.sim import make_env
 
     if episodes == 0:
         return {}
-    act = ActorPolicy(policy, preprocessor, deterministic=True)
+    if not deterministic:
+        torch.manual_seed(seed)
+    act = ActorPolicy(policy, preprocessor, deterministic=deterministic)
     per_episode = []
     with make_env(params.env) as env:
         for i in range(episodes):
@@ -136,12 +188,42 @@ def evaluate(policy, preprocessor, params: StudyParams, episodes: int, seed: int
     }
 
 
-def train_bc(params: StudyParams, demos_root: str | Path, out_dir: str | Path, live: Any | None = None) -> dict[str, Any]:
-    """Train, validate, evaluate and save the BC actor. Returns the metrics (timing under `timing`).
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's CPU thread count set to n inside the block, restored after.
 
-    Writes `<out_dir>/policy/` (lerobot format: config, safetensors, processors) atomically, and loads it
-    back to prove the saved weights are the trained ones.
+    Measured here (2 shared cores, another job running): 200 BC steps took 0.8-1.0 s with 1 thread and
+    14-57 s with 2 (OpenMP threads spinning against the other job); the losses also differ in the last
+    digits between 1 and 2 threads, so the thread count is a parameter of the result.
     """
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _replace_dir(partial: Path, final: Path) -> None:
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(partial, final)
+
+
+def train_bc(params: StudyParams, demos_root: str | Path, out_dir: str | Path, live: Any | None = None) -> dict[str, Any]:
+    """Train, validate, evaluate and save the BC actor (with `bc.torch_threads` torch threads). Returns the
+    metrics, with the loss curves under `history` and the wall-clock times under `timing`.
+
+    Writes `<out_dir>/policy/` (lerobot format: config, safetensors, processors) atomically, loads it back
+    with `load_policy` (strict, every tensor compared) and evaluates *that* loaded policy in the sim.
+    live: a dvclive `Live` (optional): train loss at steps 1..steps, val loss at step 0 (before training),
+    every `bc.val_every` steps and at the last step.
+    """
+    with torch_threads(params.bc.torch_threads):
+        return _train_bc(params, demos_root, out_dir, live)
+
+
+def _train_bc(params: StudyParams, demos_root: str | Path, out_dir: str | Path, live: Any | None) -> dict[str, Any]:
     from hilstudy.demos import dataset_features
     from hilstudy.sim import make_env
 
@@ -155,13 +237,18 @@ def train_bc(params: StudyParams, demos_root: str | Path, out_dir: str | Path, l
 
     config = make_policy_config(demos.features, params.policy)
     policy, pre, post = make_policy(config)
-    # the processors the saved policy will carry (identity normalization, batching) applied to the data
+    # train on exactly what the saved processors produce (identity normalization, batched, on device)
     demos.obs = observations(pre(dict(demos.obs)))
     train, val = demos.take(train_idx), demos.take(val_idx)
 
-    trainable = policy.get_optim_params()["actor"]
+    trainable, flags = freeze_all_but_actor(policy)
     optimizer = torch.optim.Adam(trainable, lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
+
+    def log(name: str, step: int, value: float) -> None:
+        if live is not None:
+            live.step = step
+            live.log_metric(name, value)
 
     def val_loss() -> float:
         policy.eval()
@@ -174,6 +261,7 @@ def train_bc(params: StudyParams, demos_root: str | Path, out_dir: str | Path, l
     initial_val = val_loss()
     history["val_step"].append(0)
     history["val_loss"].append(initial_val)
+    log(VAL_LOSS, 0, initial_val)
     policy.train()
     t0 = time.perf_counter()
     for step in range(1, cfg.steps + 1):
@@ -184,18 +272,17 @@ def train_bc(params: StudyParams, demos_root: str | Path, out_dir: str | Path, l
         optimizer.step()
         history["step"].append(step)
         history["train_loss"].append(loss.item())
-        if live is not None:
-            live.log_metric("bc/train_loss", history["train_loss"][-1])
+        log(TRAIN_LOSS, step, history["train_loss"][-1])
         if step % cfg.val_every == 0 or step == cfg.steps:
             v = val_loss()
             history["val_step"].append(step)
             history["val_loss"].append(v)
-            if live is not None:
-                live.log_metric("bc/val_loss", v)
-        if live is not None:
-            live.next_step()
+            log(VAL_LOSS, step, v)
     train_time = time.perf_counter() - t0
+    restore_flags(policy, flags)  # back to lerobot's own flags (what fine-tuning expects)
     policy.eval()
+    if live is not None:
+        live.make_summary()
 
     # save atomically, then prove the saved weights are the trained ones
     final = out_dir / "policy"
@@ -208,9 +295,7 @@ def train_bc(params: StudyParams, demos_root: str | Path, out_dir: str | Path, l
     for key, tensor in reloaded.state_dict().items():
         if not torch.equal(tensor, trained[key]):
             raise RuntimeError(f"saved BC policy differs from the trained one at {key}")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(partial, final)
+    _replace_dir(partial, final)
 
     t1 = time.perf_counter()
     metrics: dict[str, Any] = {
@@ -223,9 +308,43 @@ def train_bc(params: StudyParams, demos_root: str | Path, out_dir: str | Path, l
         "final_train_loss": history["train_loss"][-1],
         "initial_val_loss": initial_val,
         "final_val_loss": history["val_loss"][-1],
+        "best_val_loss": min(history["val_loss"]),
         "trainable_parameters": int(sum(p.numel() for p in trainable)),
+        "frozen_parameters": int(sum(p.numel() for p in policy.parameters()) - sum(p.numel() for p in trainable)),
     }
     metrics.update(evaluate(reloaded, reloaded_pre, params, cfg.eval_episodes, cfg.eval_seed))
+    # how lerobot's actor would act with these weights: it samples, and BC never trained the std
+    sampled = evaluate(reloaded, reloaded_pre, params, cfg.eval_episodes, cfg.eval_seed, deterministic=False)
+    metrics.update({f"eval_sampled_{k[5:]}": v for k, v in sampled.items() if k != "eval_episodes"})
     metrics["timing"] = {"train_time_s": train_time, "eval_time_s": time.perf_counter() - t1}
     metrics["history"] = history
+    return metrics
+
+
+def run_bc(params: StudyParams, demos_root: str | Path, out_dir: str | Path) -> dict[str, Any]:
+    """The `bc` stage: train_bc with dvclive curves, then metrics.json and timing.json. Returns the metrics
+    (with `history` and `timing`).
+
+    Writes under out_dir: `policy/` (lerobot format), `live/` (dvclive: `metrics.json` with the last
+    losses and step, `plots/metrics/bc/train_loss.tsv` and `val_loss.tsv`, columns step and value),
+    `metrics.json` (deterministic) and `timing.json` (wall-clock seconds). dvclive is told not to save a
+    DVC experiment (`save_dvc_exp=False`), not to write a dvc.yaml (`dvcyaml=None`: the project's
+    dvc.yaml declares the plots) and not to make a report; the curves are written into `live.partial/`
+    and moved into place only when the stage succeeded.
+    """
+    from dvclive import Live
+
+    from hilstudy.io import write_json
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    live_partial = out_dir / "live.partial"
+    if live_partial.exists():
+        shutil.rmtree(live_partial)
+    with Live(dir=str(live_partial), save_dvc_exp=False, dvcyaml=None, report=None) as live:
+        metrics = train_bc(params, demos_root, out_dir, live=live)
+    _replace_dir(live_partial, out_dir / "live")
+    scalar = {k: v for k, v in metrics.items() if k not in ("history", "timing")}
+    write_json(out_dir / "metrics.json", scalar)
+    write_json(out_dir / "timing.json", metrics["timing"])
     return metrics

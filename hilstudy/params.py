@@ -68,8 +68,8 @@ class PolicyParams(Section):
     actor_hidden_dims: list[int] = Field([256, 256], min_length=1)  # actor MLP widths (lerobot GaussianActor)
     critic_hidden_dims: list[int] = Field([256, 256], min_length=1)  # critic MLP widths (each ensemble member)
     num_critics: int = Field(2, ge=1, le=20)  # critic ensemble size (RLPD uses 10)
-    latent_dim: int = Field(256, ge=8, le=4096)  # observation encoder output size
-    state_encoder_hidden_dim: int = Field(256, ge=8, le=4096)  # state encoder width
+    latent_dim: int = Field(256, ge=8, le=4096)  # observation encoder output size (state: Linear+LayerNorm+Tanh to this)
+    state_encoder_hidden_dim: int = Field(256, ge=8, le=4096)  # INERT in lerobot 0.6.1 (its state encoder is Linear(state, latent_dim)); kept in config.json
     image_encoder_hidden_dim: int = Field(32, ge=4, le=1024)  # conv channels of the from-scratch image encoder
     shared_encoder: bool = True  # actor and critic share the observation encoder (lerobot's default)
 
@@ -85,6 +85,7 @@ class BCParams(Section):
     val_every: int = Field(50, ge=1)  # steps between validation-loss evaluations
     eval_episodes: int = Field(20, ge=0, le=10_000)  # sim episodes for the success rate (0: skip)
     eval_seed: int = Field(100_000, ge=0)  # first seed of the evaluation episodes (apart from demo seeds)
+    torch_threads: int = Field(1, ge=1, le=256)  # torch CPU threads while BC runs; the losses depend on it (reductions split per thread)
 
 
 class FinetuneParams(Section):

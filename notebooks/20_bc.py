@@ -15,12 +15,15 @@
 #
 # Devlog 059's update, reproducible: lerobot's `GaussianActorPolicy` learns the demos by MSE between
 # its deterministic action `tanh(mean)` and the demo action, on whole-episode train/validation splits.
-# Only the actor's own parameters train (what SAC's actor optimizer updates); the critics do not exist
-# yet and a shared observation encoder stays at its initialization, as in the devlog.
+# Only what SAC's actor optimizer would update trains; the critics are not built, and a shared
+# observation encoder (`policy.shared_encoder: true`, lerobot's default) stays at its initialization,
+# as in the devlog (lerobot trains a shared encoder with the critic loss only).
 #
-# Then the BC policy runs alone in the sim (deterministic actions, no operator) on seeded episodes
-# it has never seen, and is saved in lerobot's format to `data/bc/policy/`, loaded back and checked
-# tensor by tensor.
+# Then the BC policy is saved in lerobot's format to `data/bc/policy/`, loaded back strictly and checked
+# tensor by tensor, and that loaded policy runs alone in the sim (no operator) on seeded episodes it has
+# never seen: with its deterministic action `tanh(mean)`, and with sampled actions, which is how
+# lerobot's own actor (`select_action`) drives the robot. BC by MSE on the mean leaves the policy's
+# std at its initialization, so the sampled actions are much noisier (higher jitter).
 #
 # Inputs: `data/demos/dataset`, params sections `env`, `policy`, `bc`.
 # Outputs: `data/bc/policy/`, `data/bc/metrics.json`, `data/bc/live/` (dvclive loss curves),
@@ -35,36 +38,51 @@ out_dir = "data/bc"  # where the policy, metrics and curves go
 
 # %%
 import os
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from dvclive import Live
 
 from hilstudy import params as P
-from hilstudy.bc import train_bc
-from hilstudy.io import write_json
+from hilstudy.bc import run_bc
 
 os.chdir(P.project_root())
 cfg = P.resolve(env=env, policy=policy, bc=bc)
-out = Path(out_dir)
 print(cfg.policy)
 print(cfg.bc)
 
 # %% [markdown]
-# ## Train, validate, evaluate, save
+# ## Train, validate, save, evaluate
 
 # %%
-with Live(dir=str(out / "live"), save_dvc_exp=False, dvcyaml=None) as live:
-    metrics = train_bc(cfg, demos_dir, out, live=live)
+metrics = run_bc(cfg, demos_dir, out_dir)
 history = metrics.pop("history")
-write_json(out / "timing.json", metrics.pop("timing"))
-write_json(out / "metrics.json", metrics)
-pd.Series(metrics).to_frame("value")
+metrics.pop("timing")  # wall-clock: in timing.json only, so that this notebook is byte-identical run to run
+table = pd.Series(
+    {
+        "steps": metrics["steps"],
+        "epochs": round(metrics["epochs"], 1),
+        "samples (train frames)": metrics["samples"],
+        "train / val episodes": f"{metrics['train_episodes']} / {metrics['val_episodes']}",
+        "final train loss": round(metrics["final_train_loss"], 5),
+        "val loss: start -> final": f"{metrics['initial_val_loss']:.4f} -> {metrics['final_val_loss']:.4f}",
+        "trainable / frozen parameters": f"{metrics['trainable_parameters']} / {metrics['frozen_parameters']}",
+        "training time (s)": "see data/bc/timing.json",
+        "eval success, tanh(mean) actions (no operator)": (
+            f"{metrics['eval_success_rate']:.0%} of {metrics['eval_episodes']}, jitter {metrics['eval_jitter']:.3f}"
+            if "eval_success_rate" in metrics else "skipped"
+        ),
+        "eval success, sampled actions (as lerobot's actor acts)": (
+            f"{metrics['eval_sampled_success_rate']:.0%} of {metrics['eval_episodes']}, "
+            f"jitter {metrics['eval_sampled_jitter']:.3f}" if "eval_sampled_success_rate" in metrics else "skipped"
+        ),
+    }
+).to_frame("value")
+table
 
 # %% [markdown]
 # ## Loss curves
-# Train loss per step (light) and its 50-step mean; validation loss on the held-out episodes.
+# Train loss per step (light) and its 50-step mean; validation loss on the held-out episodes
+# (step 0 is before training). The same curves are in `data/bc/live/` for `dvc plots show`.
 
 # %%
 train = pd.Series(history["train_loss"], index=history["step"])
@@ -81,6 +99,9 @@ ax.legend()
 fig.tight_layout()
 
 # %% [markdown]
-# As in the devlog's table: steps, epochs, final loss and samples are above; training time is in
-# `data/bc/timing.json` (and `dvc metrics show`), kept out of this notebook so that it stays
-# byte-identical from run to run.
+# ## All metrics
+# As in the devlog's table: steps, epochs, final losses and samples; plus the sim evaluation.
+# Training time is in `data/bc/timing.json` (`dvc metrics show` lists it).
+
+# %%
+pd.Series(metrics).to_frame("value")

@@ -1,16 +1,18 @@
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from hilstudy import params as P
-from hilstudy.bc import bc_loss, check_features, load_demo_tensors, split_episodes, train_bc
+from hilstudy.bc import bc_loss, check_features, load_demo_tensors, run_bc, split_episodes, train_bc
 from hilstudy.demos import record_demos
 from hilstudy.policy import load_policy
 
 
 def small(**bc) -> P.StudyParams:
-    return P.validate({"demos": {"num_episodes": 4}, "bc": {"steps": 120, "batch_size": 64, "val_episodes": 1,
-                                                            "val_every": 20, "eval_episodes": 2, **bc}})
+    return P.validate({"demos": {"num_episodes": 4},
+                       "bc": {"steps": 200, "batch_size": 64, "val_episodes": 1, "val_every": 25, "eval_episodes": 2, **bc}})
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +25,7 @@ def demos(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(demos, tmp_path_factory):
     out = tmp_path_factory.mktemp("bcout")
-    return out, train_bc(small(), demos, out)
+    return out, run_bc(small(), demos, out)
 
 
 def test_split_holds_out_whole_episodes():
@@ -38,31 +40,68 @@ def test_split_holds_out_whole_episodes():
 def test_validation_loss_falls_and_metrics_are_reported(trained):
     out, m = trained
     assert m["final_val_loss"] < 0.5 * m["initial_val_loss"]
-    for key in ["steps", "epochs", "samples", "final_train_loss", "final_val_loss", "eval_success_rate"]:
+    assert m["history"]["val_loss"][0] == m["initial_val_loss"] and m["history"]["val_step"][0] == 0
+    for key in ["steps", "epochs", "samples", "final_train_loss", "final_val_loss", "eval_success_rate",
+                "eval_jitter", "eval_sampled_success_rate", "eval_sampled_jitter"]:
         assert key in m
-    assert m["steps"] == 120 and m["val_episodes"] == 1 and m["train_episodes"] == 3
+    assert m["steps"] == 200 and m["val_episodes"] == 1 and m["train_episodes"] == 3
+    assert m["epochs"] == pytest.approx(200 * 64 / m["samples"])
     assert m["timing"]["train_time_s"] > 0
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert "history" not in on_disk and "timing" not in on_disk and on_disk["steps"] == 200
+    assert set(json.loads((out / "timing.json").read_text())) == {"train_time_s", "eval_time_s"}
     assert (out / "policy" / "model.safetensors").exists() and not (out / "policy.partial").exists()
+
+
+def test_dvclive_curves_for_dvc_plots(trained):
+    out, m = trained
+    live = out / "live"
+    files = sorted(str(p.relative_to(live)) for p in live.rglob("*") if p.is_file())
+    assert files == ["metrics.json", "plots/metrics/bc/train_loss.tsv", "plots/metrics/bc/val_loss.tsv"]
+    assert not (out / "live.partial").exists() and not list(out.rglob("dvc.yaml"))
+    train = (live / "plots/metrics/bc/train_loss.tsv").read_text().splitlines()
+    val = (live / "plots/metrics/bc/val_loss.tsv").read_text().splitlines()
+    assert train[0] == "step\ttrain_loss" and val[0] == "step\tval_loss"  # no timestamps: same bytes every run
+    assert [int(r.split("\t")[0]) for r in train[1:]] == list(range(1, 201))
+    assert [int(r.split("\t")[0]) for r in val[1:]] == [0, 25, 50, 75, 100, 125, 150, 175, 200]
+    assert float(val[-1].split("\t")[1]) == pytest.approx(m["final_val_loss"])
+
+
+def test_saved_policy_loads_with_plain_lerobot(trained):
+    from lerobot.policies.gaussian_actor import GaussianActorPolicy
+
+    out, _ = trained
+    plain = GaussianActorPolicy.from_pretrained(out / "policy")
+    verified, _, _ = load_policy(out / "policy")
+    for k, v in verified.state_dict().items():
+        assert torch.equal(plain.state_dict()[k], v), k
 
 
 def test_only_the_actor_trains_and_the_shared_encoder_stays(trained, demos):
     from hilstudy.policy import make_policy, make_policy_config
     from hilstudy.seeding import seed_everything
 
-    out, _ = trained
+    out, m = trained
     seed_everything(small().bc.seed)
     init, _, _ = make_policy(make_policy_config(load_demo_tensors(demos).features, small().policy))
     loaded, _, _ = load_policy(out / "policy")
-    enc = "actor.encoder.state_encoder.0.weight"
-    assert torch.equal(loaded.state_dict()[enc], init.state_dict()[enc])  # shared encoder: critic's to train
+    before, after = init.state_dict(), loaded.state_dict()
+    for k in after:
+        if k.startswith(("encoder_critic.", "encoder_actor.", "actor.encoder.")):  # shared: the critic's to train
+            assert torch.equal(after[k], before[k]), k
     assert not torch.equal(loaded.actor.mean_layer.weight, init.actor.mean_layer.weight)
+    assert not torch.equal(loaded.actor.network.net[0].weight, init.actor.network.net[0].weight)
+    assert m["trainable_parameters"] == sum(p.numel() for p in init.get_optim_params()["actor"])
+    assert all(p.requires_grad for p in loaded.parameters())  # lerobot's flags, not BC's freeze
 
 
 def test_bc_is_reproducible(trained, demos, tmp_path):
-    _, m = trained
-    again = train_bc(small(), demos, tmp_path)
+    out, m = trained
+    again = run_bc(small(), demos, tmp_path)
     assert again["history"] == m["history"]
-    assert (tmp_path / "policy" / "model.safetensors").read_bytes() == (trained[0] / "policy" / "model.safetensors").read_bytes()
+    for rel in ["policy/model.safetensors", "policy/config.json", "metrics.json",
+                "live/plots/metrics/bc/train_loss.tsv", "live/plots/metrics/bc/val_loss.tsv"]:
+        assert (tmp_path / rel).read_bytes() == (out / rel).read_bytes(), rel
 
 
 def test_loss_uses_the_squashed_action(trained):
@@ -71,8 +110,9 @@ def test_loss_uses_the_squashed_action(trained):
     obs = {"observation.state": torch.zeros(4, pol.config.input_features["observation.state"].shape[0])}
     with torch.no_grad():
         _, _, means = pol.actor(obs, None)
-        target = torch.tanh(means)
-        assert float(bc_loss(pol, obs, target)) == pytest.approx(0.0, abs=1e-12)
+        assert float(bc_loss(pol, obs, torch.tanh(means))) == pytest.approx(0.0, abs=1e-12)
+        expected = torch.nn.functional.mse_loss(torch.tanh(means), means)  # pre-tanh means as targets
+        assert float(bc_loss(pol, obs, means)) == pytest.approx(float(expected))
 
 
 def test_demos_from_another_layout_are_refused(demos):
@@ -80,6 +120,12 @@ def test_demos_from_another_layout_are_refused(demos):
     from hilstudy.sim import make_env
 
     feats = load_demo_tensors(demos).features
-    with make_env(P.EnvParams(obs="pixels", image_size=32)) as env:
+    with make_env(P.EnvParams(obs="pixels", image_size=48)) as env:
         with pytest.raises(ValueError, match="re-record the demos"):
             check_features(feats, dataset_features(env), demos)
+
+
+def test_too_many_validation_episodes_fail_before_training(demos, tmp_path):
+    with pytest.raises(ValueError, match=r"bc.val_episodes \(4\)"):
+        train_bc(small(val_episodes=4), demos, tmp_path)
+    assert not (tmp_path / "policy").exists()
