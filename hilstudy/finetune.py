@@ -235,11 +235,12 @@ class Run:
             "episode": self.episode,
             "updates": self.updates,
             "optimization_step": self.algorithm.optimization_step,
-            "train_time": self.train_time,
             "logs": self.logs,
             "acc": self._acc,
         }
         (ts / "training_step.json").write_text(json.dumps(state))
+        # wall-clock stays outside the checkpoint, which must be byte-identical from run to run
+        (self.out / "timing.json").write_text(json.dumps({"train_time_s": self.train_time, "env_step": self.env_step}))
         if self.ckpt.exists():
             shutil.rmtree(self.ckpt)
         os.replace(tmp, self.ckpt)
@@ -276,8 +277,11 @@ class Run:
         random.setstate(rng["python"])
         self.env_step, self.episode, self.updates = state["env_step"], state["episode"], state["updates"]
         self.algorithm.optimization_step = state["optimization_step"]
-        self.train_time, self.logs, self._acc = state["train_time"], state["logs"], state["acc"]
+        self.logs, self._acc = state["logs"], state["acc"]
+        timing = self.out / "timing.json"
+        self.train_time = json.loads(timing.read_text()).get("train_time_s", 0.0) if timing.exists() else 0.0
         self.trainer.reset_data_iterator()
+        self.progress(f"resumed from {self.ckpt} at env step {self.env_step}")
         return True
 
     # ------------------------------------------------------------------------------------ logging
@@ -297,7 +301,13 @@ class Run:
         self.algorithm.policy.train(was_training)
         row = {"env_step": self.env_step, "success_rate": m["eval_success_rate"], "mean_length": m["eval_mean_length"], "jitter": m["eval_jitter"]}
         self.logs["evals"].append(row)
-        print(f"env step {self.env_step}: eval success {row['success_rate']:.0%}", flush=True)
+        self.progress(f"env step {self.env_step}: eval success {row['success_rate']:.0%}")
+
+    def progress(self, line: str) -> None:
+        """A progress line to `<out>/progress.log` (tail -f it), not to stdout: the executed notebook must
+        be the same whether the run went straight through or resumed from a checkpoint."""
+        with open(self.out / "progress.log", "a") as f:
+            f.write(f"{time.strftime('%H:%M:%S')} {line}\n")
 
     # ------------------------------------------------------------------------------------ the loop
     def run(self, stop_at: int | None = None) -> dict[str, Any]:

@@ -25,7 +25,8 @@
 #
 # Inputs: demos, BC policy (init `bc`), params `env`, `operator`, `policy`, `finetune`.
 # Outputs (under `out_dir`): `metrics.json`, `episodes.csv`, `evals.csv`, `updates.csv`, `live/`,
-# `policy/` (final actor, lerobot format), `checkpoint/` (resume point), `timing.json`.
+# `policy/` (final actor, lerobot format), `checkpoint/` (resume point), `timing.json`; progress lines go to
+# `progress.log` (`tail -f` it during a run).
 
 # %% tags=["parameters"]
 env = None  # params.yaml section `env`
@@ -53,8 +54,9 @@ print(cfg.finetune)
 
 # %%
 summary, run = run_finetune(cfg, demos_dir, out, bc_dir=bc_dir if cfg.finetune.init == "bc" else None)
-write_json(out / "timing.json", {"train_time_s": run.train_time, "env_steps_per_s": run.env_step / max(run.train_time, 1e-9)})
-summary.pop("resumed")
+# run-dependent facts (wall-clock, whether it resumed) go to timing.json, which is not a DVC output
+resumed = summary.pop("resumed")
+write_json(out / "timing.json", {"train_time_s": run.train_time, "env_steps_per_s": run.env_step / max(run.train_time, 1e-9), "resumed": resumed})
 write_json(out / "metrics.json", summary)
 episodes = pd.DataFrame(run.logs["episodes"])
 evals = pd.DataFrame(run.logs["evals"])
