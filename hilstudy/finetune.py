@@ -400,9 +400,12 @@ def finetune(
 
     Writes `<out_dir>/policy/` (final actor), `checkpoint/`, and the dvclive curves under `live/`.
     """
-    run = Run(params, demos_root, bc_dir, out_dir)
-    resumed = run.resume()
-    summary = run.run(stop_at=stop_at)
+    from hilstudy.bc import torch_threads
+
+    with torch_threads(params.finetune.torch_threads):
+        run = Run(params, demos_root, bc_dir, out_dir)
+        resumed = run.resume()
+        summary = run.run(stop_at=stop_at)
     summary["resumed"] = resumed
     save_policy(run.algorithm.policy, run.pre, run.post, Path(out_dir) / "policy")
     write_live(run.logs, Path(out_dir) / "live")

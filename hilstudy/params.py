@@ -116,6 +116,7 @@ class FinetuneParams(Section):
     eval_seed: int = Field(200_000, ge=0)  # first seed of the evaluation episodes (the same at every evaluation)
     checkpoint_every: int = Field(1000, ge=1)  # env steps between checkpoints (taken at the next episode end)
     log_every: int = Field(50, ge=1)  # updates averaged into one logged point
+    torch_threads: int = Field(1, ge=1, le=256)  # torch CPU threads for the run (1: fastest for these nets on few cores)
 
 
 class VariantsParams(Section):
