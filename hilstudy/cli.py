@@ -2,6 +2,7 @@
 
     hilstudy run notebooks/10_demos.py -o data/demos/notebook.ipynb -p demos.num_episodes 5
     hilstudy check                      # validate params.yaml and exit
+    hilstudy summary data/finetune/*    # key numbers of fine-tuning runs (success, interventions, time)
 """
 
 from __future__ import annotations
@@ -28,6 +29,23 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summary(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from hilstudy.report import INTERVENTION_BAR, SUCCESS_BAR, summarize
+
+    table = summarize(args.runs)
+    cols = [
+        "run", "env_steps", "eval_success_start", "eval_success_final", "eval_success_best", "step_eval_success_ge_bar",
+        "intervention_rate_first20", "intervention_rate_last20", "step_intervention_lt_bar", "meets_bar", "train_time_s",
+    ]
+    with pd.option_context("display.width", 250, "display.max_columns", 20):
+        print(table[[c for c in cols if c in table]].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(f"step_eval_success_ge_bar: first env step with eval success >= {SUCCESS_BAR}; step_intervention_lt_bar: "
+          f"first env step with the 20-episode intervention rate < {INTERVENTION_BAR}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hilstudy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -49,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate params.yaml (and overrides) and exit")
     add_params(check)
     check.set_defaults(func=_check)
+
+    summary = sub.add_parser("summary", help="print the key numbers of finished fine-tuning runs")
+    summary.add_argument("runs", nargs="+", help="run folders, e.g. data/finetune/*")
+    summary.set_defaults(func=_summary)
     return parser
 
 
@@ -58,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (P.ParamsError, NotebookError) as exc:
+    except (P.ParamsError, NotebookError, FileNotFoundError) as exc:
         print(f"hilstudy: error: {exc}", file=sys.stderr)
         return 2
 

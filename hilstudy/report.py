@@ -1,0 +1,136 @@
+"""What a fine-tuning run's files say: curves, per-run summaries, and seed aggregates with confidence intervals.
+
+A run folder (`data/finetune/<variant>-s<seed>/`) holds `episodes.csv` (one row per training episode, with
+the operator in the loop), `evals.csv` (deterministic policy alone, every `eval_every` env steps, from
+step 0), `updates.csv` (losses averaged over `log_every` updates), `metrics.json` and, outside DVC's
+hashes, `timing.json`. Everything here reads those files only, so a report can be rebuilt from `data/`.
+
+Conventions (HIL-SERL's figures): intervention rate = intervened steps / episode steps, shown as a running
+mean over `WINDOW` episodes; success thresholds are on the deterministic evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+WINDOW = 20  # episodes in a running mean (HIL-SERL plots 20-episode means)
+SUCCESS_BAR = 0.9  # evaluation success that counts as solved (issue 5's bar)
+INTERVENTION_BAR = 0.15  # running-mean intervention rate that counts as "the human is rarely needed"
+
+
+@dataclass
+class RunLogs:
+    """The files of one fine-tuning run, loaded."""
+
+    name: str
+    episodes: pd.DataFrame
+    evals: pd.DataFrame
+    updates: pd.DataFrame
+    metrics: dict[str, Any]
+    timing: dict[str, Any]
+
+
+def load_run(run_dir: str | Path) -> RunLogs:
+    """Load a run folder; a missing CSV is an error naming the file (the run did not finish)."""
+    d = Path(run_dir)
+    missing = [f for f in ("episodes.csv", "evals.csv", "updates.csv", "metrics.json") if not (d / f).exists()]
+    if missing:
+        raise FileNotFoundError(f"{d}: not a finished fine-tuning run (missing {', '.join(missing)})")
+
+    def csv(name: str) -> pd.DataFrame:
+        try:
+            return pd.read_csv(d / name)
+        except pd.errors.EmptyDataError:  # a run with no rows of that kind (e.g. no updates yet)
+            return pd.DataFrame()
+
+    timing = json.loads((d / "timing.json").read_text()) if (d / "timing.json").exists() else {}
+    return RunLogs(d.name, csv("episodes.csv"), csv("evals.csv"), csv("updates.csv"), json.loads((d / "metrics.json").read_text()), timing)
+
+
+def running_mean(values: Sequence[float] | pd.Series, window: int = WINDOW) -> np.ndarray:
+    """Trailing mean over up to `window` values (the first points average what exists so far)."""
+    return pd.Series(np.asarray(values, dtype=float)).rolling(window, min_periods=1).mean().to_numpy()
+
+
+def first_step_at_or_above(steps: Sequence[int], values: Sequence[float], bar: float) -> int | None:
+    """The first step whose value is >= bar (None if never)."""
+    for s, v in zip(steps, values, strict=True):
+        if v >= bar:
+            return int(s)
+    return None
+
+
+def first_step_below(steps: Sequence[int], values: Sequence[float], bar: float) -> int | None:
+    """The first step whose value is < bar (None if never)."""
+    for s, v in zip(steps, values, strict=True):
+        if v < bar:
+            return int(s)
+    return None
+
+
+def run_summary(run: RunLogs) -> dict[str, Any]:
+    """One run's key numbers: evaluation success over time, intervention rate first vs last episodes, time."""
+    ev, ep = run.evals, run.episodes
+    out: dict[str, Any] = {"run": run.name, "env_steps": run.metrics.get("env_steps")}
+    if len(ev):
+        out["eval_success_start"] = float(ev.success_rate.iloc[0])
+        out["eval_success_final"] = float(ev.success_rate.iloc[-1])
+        out["eval_success_best"] = float(ev.success_rate.max())
+        out["step_eval_success_ge_bar"] = first_step_at_or_above(ev.env_step, ev.success_rate, SUCCESS_BAR)
+        out["eval_curve"] = {int(s): float(v) for s, v in zip(ev.env_step, ev.success_rate, strict=True)}
+    if len(ep):
+        rate = running_mean(ep.intervention_rate)
+        out["intervention_rate_first20"] = float(ep.intervention_rate.iloc[:WINDOW].mean())
+        out["intervention_rate_last20"] = float(ep.intervention_rate.iloc[-WINDOW:].mean())
+        # the running mean must have a full window before it counts as "fallen below"
+        full = np.arange(len(ep)) >= WINDOW - 1
+        out["step_intervention_lt_bar"] = first_step_below(ep.env_step[full], rate[full], INTERVENTION_BAR)
+        out["success_last20"] = float(ep.success.iloc[-WINDOW:].mean())
+        out["jitter_last20"] = float(ep.jitter.iloc[-WINDOW:].mean())
+        out["episodes"] = len(ep)
+    out["train_time_s"] = run.timing.get("train_time_s")
+    return out
+
+
+def meets_bar(summary: dict[str, Any]) -> bool:
+    """Issue 5's bar for one run: eval success >= 0.9 and the running intervention rate < 0.15 at some
+    point within the run (each reached at its own first step)."""
+    return summary.get("step_eval_success_ge_bar") is not None and summary.get("step_intervention_lt_bar") is not None
+
+
+def iqm_ci(scores: Sequence[float], reps: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Interquartile mean over seeds with a 95% stratified-bootstrap confidence interval (rliable).
+
+    With fewer than 4 seeds the IQM trims nothing (rliable's scipy trim_mean at 25% of n < 4 rounds to 0):
+    it is then the plain mean, and the interval is wide, as it should be.
+    """
+    from rliable import library as rly
+    from rliable import metrics
+
+    x = np.asarray(scores, dtype=float).reshape(-1, 1)  # (runs, tasks=1)
+    # rliable 1.2's StratifiedBootstrap draws its resamples from numpy's *global* RNG (its random_state
+    # argument only reaches arch, which it then bypasses): seed that, and give the caller's state back
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        point, ci = rly.get_interval_estimates({"v": x}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=reps)
+    finally:
+        np.random.set_state(state)
+    return float(point["v"][0]), float(ci["v"][0][0]), float(ci["v"][1][0])
+
+
+def summarize(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """One row per run (see `run_summary`), in the given order; `eval_curve` left out."""
+    rows = []
+    for d in run_dirs:
+        s = run_summary(load_run(d))
+        s.pop("eval_curve", None)
+        s["meets_bar"] = meets_bar(s)
+        rows.append(s)
+    return pd.DataFrame(rows)

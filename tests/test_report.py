@@ -1,0 +1,89 @@
+"""hilstudy.report: summaries from a run folder's files, and the seed aggregate (IQM + bootstrap CI)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hilstudy.report import (
+    first_step_at_or_above,
+    first_step_below,
+    iqm_ci,
+    load_run,
+    meets_bar,
+    run_summary,
+    running_mean,
+    summarize,
+)
+
+
+def write_run(d, intervention_rates, evals):
+    """A run folder as the fine-tune stage writes it: 20-step episodes, evals at given steps."""
+    d.mkdir(parents=True)
+    n = len(intervention_rates)
+    pd.DataFrame({
+        "episode": range(n), "env_step": [20 * (i + 1) for i in range(n)], "intervention_rate": intervention_rates,
+        "success": [1.0] * n, "jitter": [0.1] * n,
+    }).to_csv(d / "episodes.csv", index=False)
+    pd.DataFrame({"env_step": list(evals), "success_rate": list(evals.values())}).to_csv(d / "evals.csv", index=False)
+    pd.DataFrame({"env_step": [20], "update": [1], "loss_critic": [0.5]}).to_csv(d / "updates.csv", index=False)
+    (d / "metrics.json").write_text(json.dumps({"env_steps": 20 * n}))
+    (d / "timing.json").write_text(json.dumps({"train_time_s": 12.5}))
+    return d
+
+
+def test_running_mean_is_trailing_and_starts_from_what_exists():
+    np.testing.assert_allclose(running_mean([1, 0, 1, 1], window=2), [1, 0.5, 0.5, 1])
+
+
+def test_first_steps():
+    assert first_step_at_or_above([0, 10, 20], [0.1, 0.9, 1.0], 0.9) == 10
+    assert first_step_at_or_above([0, 10], [0.1, 0.2], 0.9) is None
+    assert first_step_below([0, 10, 20], [0.5, 0.2, 0.1], 0.15) == 20
+    assert first_step_below([0], [0.5], 0.15) is None
+
+
+def test_run_summary_from_files(tmp_path):
+    # 20 episodes at rate 0.5, then 20 at 0.0: the 20-episode mean falls below 0.15 at episode 37
+    # (mean of 3 x 0.5 + 17 x 0 = 0.075 < 0.15; episode 36 has 4 x 0.5 / 20 = 0.1 too: first is where
+    # at most 6 of the last 20 are 0.5 -> episode index 20 + 14 = 34)
+    d = write_run(tmp_path / "bc-bc0.5-s0", [0.5] * 20 + [0.0] * 20, {0: 0.3, 400: 0.9, 800: 1.0})
+    s = run_summary(load_run(d))
+    assert s["run"] == "bc-bc0.5-s0" and s["env_steps"] == 800
+    assert s["eval_success_start"] == 0.3 and s["eval_success_final"] == 1.0 and s["step_eval_success_ge_bar"] == 400
+    assert s["intervention_rate_first20"] == 0.5 and s["intervention_rate_last20"] == 0.0
+    rate = running_mean([0.5] * 20 + [0.0] * 20)
+    first = next(i for i in range(19, 40) if rate[i] < 0.15)
+    assert first == 34 and s["step_intervention_lt_bar"] == 20 * (first + 1)
+    assert s["train_time_s"] == 12.5 and meets_bar(s)
+
+
+def test_intervention_bar_needs_a_full_window(tmp_path):
+    # a low rate over the first few episodes alone does not count: the mean has fewer than 20 episodes
+    d = write_run(tmp_path / "r", [0.0] * 5 + [0.5] * 30, {0: 1.0})
+    s = run_summary(load_run(d))
+    assert s["step_intervention_lt_bar"] is None and not meets_bar(s)
+
+
+def test_unfinished_run_is_named(tmp_path):
+    (tmp_path / "r").mkdir()
+    with pytest.raises(FileNotFoundError, match="missing episodes.csv"):
+        load_run(tmp_path / "r")
+
+
+def test_summarize_table(tmp_path):
+    a = write_run(tmp_path / "a", [0.5] * 25, {0: 0.0, 500: 0.5})
+    b = write_run(tmp_path / "b", [0.0] * 25, {0: 1.0})
+    t = summarize([a, b])
+    assert list(t.run) == ["a", "b"] and list(t.meets_bar) == [False, True]
+
+
+def test_iqm_ci_reproducible_and_brackets_the_point():
+    scores = [0.6, 0.8, 0.9, 1.0, 0.7]
+    point, lo, hi = iqm_ci(scores)
+    assert iqm_ci(scores) == (point, lo, hi)
+    assert lo <= point <= hi and lo >= 0.6 and hi <= 1.0
+    # IQM trims the best and the worst quarter: 0.6 and 1.0 of five do not count fully
+    assert point == pytest.approx(np.mean(sorted(scores)[1:4]), abs=0.05)
+    assert iqm_ci([1.0, 1.0, 1.0]) == (1.0, 1.0, 1.0)
