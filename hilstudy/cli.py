@@ -1,6 +1,7 @@
 """`hilstudy` command line: run notebooks with params, check params.
 
     hilstudy run notebooks/10_demos.py -o data/demos/notebook.ipynb -p demos.num_episodes 5
+    hilstudy batch notebooks/30_finetune.py sets.yaml -o data/batch/ft   # one run per parameter set
     hilstudy check                      # validate params.yaml and exit
     hilstudy summary data/finetune/*    # key numbers of fine-tuning runs (success, interventions, time)
 """
@@ -16,9 +17,20 @@ from hilstudy import params as P
 def _run(args: argparse.Namespace) -> int:
     from hilstudy.runner import run_notebook
 
-    overrides = {key: P.parse_value(value) for key, value in args.param}
+    # `section.key value`: parsed as YAML here; `name value` (a notebook parameter): typed by the runner
+    # after the notebook's default (text stays text where the default is a string)
+    overrides = {key: P.parse_value(value) if "." in key else value for key, value in args.param}
     out = run_notebook(args.notebook, args.output, overrides, params_file=args.params)
     print(f"hilstudy: wrote {out}")
+    return 0
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from hilstudy.runner import run_batch
+
+    sets = P.yaml_load(open(args.sets).read()) if args.sets != "-" else P.yaml_load(sys.stdin.read())
+    outputs = run_batch(args.notebook, sets, args.output, params_file=args.params)
+    print(f"hilstudy: ran {len(outputs)} parameter sets into {args.output}")
     return 0
 
 
@@ -63,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", help="executed notebook path (.ipynb)")
     add_params(run)
     run.set_defaults(func=_run)
+
+    batch = sub.add_parser("batch", help="execute a notebook once per parameter set (papermill, outside DVC)")
+    batch.add_argument("notebook", help="notebook (.py percent script or .ipynb)")
+    batch.add_argument("sets", help="YAML file with a list of parameter sets, each a mapping `key: value` ('-': stdin)")
+    batch.add_argument("-o", "--output", required=True, help="folder for the executed notebooks and sets.json")
+    batch.add_argument("--params", default=P.PARAMS_FILE, help="params file (default: params.yaml)")
+    batch.set_defaults(func=_batch)
 
     check = sub.add_parser("check", help="validate params.yaml (and overrides) and exit")
     add_params(check)

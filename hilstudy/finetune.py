@@ -379,6 +379,8 @@ class Run:
             "eval_success_start": evals[0]["success_rate"] if evals else float("nan"),
             "eval_success_final": evals[-1]["success_rate"] if evals else float("nan"),
             "eval_success_best": max(r["success_rate"] for r in evals) if evals else float("nan"),
+            "eval_success_mean": float(np.mean([r["success_rate"] for r in evals])) if evals else float("nan"),
+            "intervention_rate_mean": float(np.mean([r["intervention_rate"] for r in eps])) if eps else float("nan"),
             "intervention_rate_first20": window(eps, "intervention_rate", True),
             "intervention_rate_last20": window(eps, "intervention_rate", False),
             "success_first20": window(eps, "success", True),

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
+from ruamel.yaml import YAMLError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 PARAMS_FILE = "params.yaml"
@@ -119,12 +121,51 @@ class FinetuneParams(Section):
     torch_threads: int = Field(1, ge=1, le=256)  # torch CPU threads for the run (1: fastest for these nets on few cores)
 
 
-class VariantsParams(Section):
-    """The fine-tuning matrix DVC expands: stage groups `ft-scratch` and `ft-bc` (the two inits), each over
-    bc_weight x seed. The matrix values override finetune.bc_weight / finetune.seed / finetune.init."""
+RUN_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # a run's name is part of stage names and folder names
+RUN_FIXED_KEYS = ("seed", "init")  # set by the matrix (seeds) and by the group (from_scratch / from_bc)
+# what a run summary reports and a hypothesis may decide on (hilstudy.report.run_summary)
+DECIDING_METRICS = (
+    "eval_success_final",  # deterministic evaluation success at the end of the run
+    "eval_success_mean",  # mean over all evaluations (area under the success curve: learning speed)
+    "intervention_rate_last20",  # intervened share of steps, last 20 training episodes
+    "intervention_rate_mean",  # over all training episodes (how much the human had to do in total)
+    "success_last20",  # training-episode success with the operator, last 20 episodes
+    "jitter_last20",  # mean |a_t - a_t-1|, last 20 training episodes (devlog 059's "shaking")
+)
 
-    bc_weight: list[float] = Field([0.0, 0.5], min_length=1)  # BC loss weights (0: plain SAC; devlog: 0.5)
-    seed: list[int] = Field([0, 1, 2], min_length=1)  # seeds per variant
+
+class RunsParams(Section):
+    """The fine-tuning runs: `finetune` plus each run's overrides, repeated over `seeds`.
+
+    DVC expands stage groups `ft-scratch` (runs under `from_scratch`) and `ft-bc` (under `from_bc`, which
+    start from the BC stage's actor) into one stage per run x seed, each writing
+    `data/finetune/<run>-s<seed>/`. A run shared by several devlogs runs once.
+    """
+
+    seeds: list[int] = Field([0, 1, 2], min_length=1)  # every run is repeated with each of these seeds
+    from_scratch: dict[str, dict[str, Any]] = {}  # run name -> `finetune` overrides; the actor starts random
+    from_bc: dict[str, dict[str, Any]] = {}  # run name -> `finetune` overrides; the actor starts from data/bc/policy
+
+
+class HypothesisParams(Section):
+    """One hypothesis of a devlog: treatment runs vs control runs (paired in order, and by seed)."""
+
+    claim: str = Field(min_length=1)  # what is claimed, in words
+    treatment: list[str] = []  # runs with the change (paired with `control` in order)
+    control: list[str] = []  # runs without it
+    metrics: dict[str, Literal["higher", "lower"]] = {}  # metric -> the direction the claim predicts
+    margin: float = Field(0.05, ge=0.0)  # smallest effect that matters: a CI below it says "not supported"
+    pending: str | None = None  # why it cannot be decided yet (e.g. needs a stage that does not exist)
+
+
+class DevlogParams(Section):
+    """A devlog experiment: the runs it compares, its hypotheses, and how confident a verdict must be."""
+
+    title: str = Field(min_length=1)  # one line
+    runs: list[str] = Field(min_length=1)  # runs (names under `runs`) its report shows
+    hypotheses: dict[str, HypothesisParams] = {}  # id (e.g. H1) -> hypothesis, registered before running
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)  # bootstrap confidence interval level for the verdicts
+    bootstrap_reps: int = Field(2000, ge=100, le=200_000)  # bootstrap resamples (rliable)
 
 
 class StudyParams(Section):
@@ -136,7 +177,8 @@ class StudyParams(Section):
     policy: PolicyParams = PolicyParams()
     bc: BCParams = BCParams()
     finetune: FinetuneParams = FinetuneParams()
-    variants: VariantsParams = VariantsParams()
+    runs: RunsParams = RunsParams()
+    devlogs: dict[str, DevlogParams] = {}  # devlog id (e.g. "059") -> its experiment (report stage `report@<id>`)
 
 
 SECTIONS: tuple[str, ...] = tuple(StudyParams.model_fields)
@@ -147,25 +189,33 @@ def _suggest(key: str, options: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(options)})"
 
 
-def _model_at(loc: tuple) -> type[BaseModel] | None:
-    """The section model that owns the field at a pydantic error location (for key suggestions)."""
-    model: type[BaseModel] = StudyParams
-    for part in loc[:-1]:
+def _model_at(loc: tuple, root: type[BaseModel] | None = None) -> type[BaseModel] | None:
+    """The model that owns the field at a pydantic error location (for key suggestions); walks through
+    `dict[str, Model]` fields such as `devlogs`."""
+    model: type[BaseModel] = root or StudyParams
+    parts = list(loc[:-1])
+    while parts:
+        part = parts.pop(0)
         field = model.model_fields.get(str(part)) if isinstance(part, str) else None
         ann = field.annotation if field else None
+        if typing.get_origin(ann) is dict and parts:
+            ann = typing.get_args(ann)[1]
+            parts.pop(0)  # the dict key (a devlog id, a hypothesis id)
         if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
             return None
         model = ann
     return model
 
 
-def format_errors(err: ValidationError, source: str) -> str:
+def format_errors(err: ValidationError, source: str, root: type[BaseModel] | None = None, prefix: str = "") -> str:
+    """One line per error: `source: dotted.key: what is wrong`; `root` is the model validated (default the
+    whole study), `prefix` what to put before its keys."""
     lines = []
     for e in err.errors():
         loc = tuple(p for p in e["loc"])
-        key = ".".join(str(p) for p in loc)
+        key = prefix + ".".join(str(p) for p in loc)
         if e["type"] == "extra_forbidden":
-            model = _model_at(loc)
+            model = _model_at(loc, root)
             hint = _suggest(str(loc[-1]), list(model.model_fields)) if model else ""
             lines.append(f"{source}: {key}: unknown key{hint}")
         else:
@@ -175,9 +225,17 @@ def format_errors(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+def yaml_load(text: str) -> Any:
+    """YAML 1.2, as DVC reads params.yaml (ruamel), so hilstudy and DVC see the same values: PyYAML's
+    YAML 1.1 reads `lr: 1e-3` as a string and `059:` as a string, DVC as a float and the int 59."""
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe", pure=True).load(text)
+
+
 def parse_value(text: str) -> Any:
     """A command-line value as YAML: `5` is an int, `0.5` a float, `true` a bool, `[1, 2]` a list."""
-    return yaml.safe_load(text) if text.strip() else text
+    return yaml_load(text) if text.strip() else text
 
 
 def apply_overrides(raw: dict, overrides: dict[str, Any] | None) -> dict:
@@ -200,8 +258,8 @@ def read_yaml(path: str | Path) -> dict:
     if not path.exists():
         raise ParamsError(f"{path}: no such params file")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
+        raw = yaml_load(path.read_text()) or {}
+    except YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
@@ -210,10 +268,105 @@ def read_yaml(path: str | Path) -> dict:
 
 def validate(raw: dict, source: str = PARAMS_FILE) -> StudyParams:
     """Validate a raw params mapping; raise ParamsError naming every bad key."""
+    problems = _check_names(raw, source)
+    if problems:
+        raise ParamsError("\n".join(problems))
     try:
-        return StudyParams.model_validate(raw)
+        study = StudyParams.model_validate(raw)
     except ValidationError as err:
         raise ParamsError(format_errors(err, source)) from None
+    problems = _check_runs(study, source) + _check_devlogs(study, source)
+    if problems:
+        raise ParamsError("\n".join(problems))
+    return study
+
+
+def _check_names(raw: dict, source: str) -> list[str]:
+    """Devlog ids and run names are strings: YAML reads an unquoted `059:` as the number 59."""
+    problems = []
+    groups = [("devlogs", raw.get("devlogs"))]
+    runs = raw.get("runs")
+    if isinstance(runs, dict):
+        groups += [(f"runs.{g}", runs.get(g)) for g in ("from_scratch", "from_bc")]
+    for where, mapping in groups:
+        if isinstance(mapping, dict):
+            for key in mapping:
+                if not isinstance(key, str):
+                    problems.append(f"{source}: {where}: name {key!r} is a {type(key).__name__}: quote it "
+                                    f"(e.g. \"{key}\"; YAML reads 059 as the number 59)")
+    return problems
+
+
+def all_runs(study: StudyParams) -> dict[str, tuple[str, dict[str, Any]]]:
+    """run name -> (init, overrides), over both groups."""
+    runs = {name: ("scratch", o) for name, o in study.runs.from_scratch.items()}
+    runs.update({name: ("bc", o) for name, o in study.runs.from_bc.items()})
+    return runs
+
+
+def _check_runs(study: StudyParams, source: str) -> list[str]:
+    """Each run's overrides must make a valid `finetune` section; names must be unique and path-safe."""
+    problems = []
+    both = set(study.runs.from_scratch) & set(study.runs.from_bc)
+    for name in sorted(both):
+        problems.append(f"{source}: runs: run '{name}' is in both from_scratch and from_bc (names must be unique)")
+    base = study.finetune.model_dump()
+    for group in ("from_scratch", "from_bc"):
+        for name, overrides in getattr(study.runs, group).items():
+            where = f"runs.{group}.{name}"
+            if not re.match(RUN_NAME, name):
+                problems.append(f"{source}: {where}: a run name must match {RUN_NAME} (it names stages and folders)")
+            for key in overrides:
+                if key in RUN_FIXED_KEYS:
+                    problems.append(f"{source}: {where}.{key}: set by the study, not per run "
+                                    "(seed: runs.seeds; init: the group from_scratch / from_bc)")
+            try:
+                FinetuneParams.model_validate({**base, **{k: v for k, v in overrides.items() if k not in RUN_FIXED_KEYS}})
+            except ValidationError as err:
+                problems.extend(format_errors(err, source, root=FinetuneParams, prefix=f"{where}.").splitlines())
+    return problems
+
+
+def _check_devlogs(study: StudyParams, source: str) -> list[str]:
+    """A devlog may only name runs that exist, and its hypotheses only runs of the devlog."""
+    problems = []
+    known = all_runs(study)
+    for did, d in study.devlogs.items():
+        where = f"devlogs.{did}"
+        if not re.match(RUN_NAME, did):
+            problems.append(f"{source}: {where}: a devlog id must match {RUN_NAME} (it names a stage and a folder)")
+        for r in d.runs:
+            if r not in known:
+                problems.append(f"{source}: {where}.runs: unknown run '{r}'{_suggest(r, sorted(known))}")
+        for hid, h in d.hypotheses.items():
+            hw = f"{where}.hypotheses.{hid}"
+            if h.pending is not None:
+                continue
+            if not h.treatment or len(h.treatment) != len(h.control):
+                problems.append(f"{source}: {hw}: treatment and control must be non-empty lists of equal length "
+                                "(paired in order), or set `pending` with the reason it cannot be decided yet")
+            if not h.metrics:
+                problems.append(f"{source}: {hw}.metrics: name at least one metric ({', '.join(DECIDING_METRICS)})")
+            for r in [*h.treatment, *h.control]:
+                if r not in d.runs:
+                    problems.append(f"{source}: {hw}: run '{r}' is not in {where}.runs{_suggest(r, list(d.runs))}")
+            for m in h.metrics:
+                if m not in DECIDING_METRICS:
+                    problems.append(f"{source}: {hw}.metrics.{m}: unknown metric{_suggest(m, list(DECIDING_METRICS))}")
+    return problems
+
+
+def run_params(study: StudyParams, run: str, seed: int | None = None) -> StudyParams:
+    """The study params with `finetune` as run `run` sees it: the section, the run's overrides, its init,
+    and `seed` (default: finetune.seed as given)."""
+    runs = all_runs(study)
+    if run not in runs:
+        raise ParamsError(f"unknown run '{run}'{_suggest(run, sorted(runs))}")
+    init, overrides = runs[run]
+    ft = {**study.finetune.model_dump(), **overrides, "init": init}
+    if seed is not None:
+        ft["seed"] = seed
+    return study.model_copy(update={"finetune": FinetuneParams.model_validate(ft)})
 
 
 def load(path: str | Path = PARAMS_FILE, overrides: dict[str, Any] | None = None) -> StudyParams:
@@ -259,4 +412,4 @@ def resolve(params_file: str | Path | None = None, **sections: dict | None) -> S
 
 def section_dict(params: StudyParams, name: str) -> dict:
     """One section as a plain dict (what the notebook runner injects)."""
-    return getattr(params, name).model_dump(mode="json")
+    return params.model_dump(mode="json")[name]

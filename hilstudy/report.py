@@ -82,12 +82,14 @@ def run_summary(run: RunLogs) -> dict[str, Any]:
         out["eval_success_start"] = float(ev.success_rate.iloc[0])
         out["eval_success_final"] = float(ev.success_rate.iloc[-1])
         out["eval_success_best"] = float(ev.success_rate.max())
+        out["eval_success_mean"] = float(ev.success_rate.mean())
         out["step_eval_success_ge_bar"] = first_step_at_or_above(ev.env_step, ev.success_rate, SUCCESS_BAR)
         out["eval_curve"] = {int(s): float(v) for s, v in zip(ev.env_step, ev.success_rate, strict=True)}
     if len(ep):
         rate = running_mean(ep.intervention_rate)
         out["intervention_rate_first20"] = float(ep.intervention_rate.iloc[:WINDOW].mean())
         out["intervention_rate_last20"] = float(ep.intervention_rate.iloc[-WINDOW:].mean())
+        out["intervention_rate_mean"] = float(ep.intervention_rate.mean())
         # the running mean must have a full window before it counts as "fallen below"
         full = np.arange(len(ep)) >= WINDOW - 1
         out["step_intervention_lt_bar"] = first_step_below(ep.env_step[full], rate[full], INTERVENTION_BAR)
@@ -104,8 +106,8 @@ def meets_bar(summary: dict[str, Any]) -> bool:
     return summary.get("step_eval_success_ge_bar") is not None and summary.get("step_intervention_lt_bar") is not None
 
 
-def iqm_ci(scores: Sequence[float], reps: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """Interquartile mean over seeds with a 95% stratified-bootstrap confidence interval (rliable).
+def iqm_ci(scores: Sequence[float], reps: int = 2000, seed: int = 0, size: float = 0.95) -> tuple[float, float, float]:
+    """Interquartile mean over seeds with a `size` (95%) stratified-bootstrap confidence interval (rliable).
 
     With fewer than 4 seeds the IQM trims nothing (rliable's scipy trim_mean at 25% of n < 4 rounds to 0):
     it is then the plain mean, and the interval is wide, as it should be.
@@ -119,7 +121,9 @@ def iqm_ci(scores: Sequence[float], reps: int = 2000, seed: int = 0) -> tuple[fl
     state = np.random.get_state()
     np.random.seed(seed)
     try:
-        point, ci = rly.get_interval_estimates({"v": x}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=reps)
+        point, ci = rly.get_interval_estimates(
+            {"v": x}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=reps, confidence_interval_size=size
+        )
     finally:
         np.random.set_state(state)
     return float(point["v"][0]), float(ci["v"][0][0]), float(ci["v"][1][0])

@@ -86,7 +86,12 @@ def build_parameters(
             parameters[name] = P.section_dict(study, name)
         elif name == PARAMS_FILE_PARAM:
             parameters[name] = str(params_file)
-    parameters.update(plain)
+    for name, value in plain.items():
+        # command-line values arrive as text: kept as text where the notebook's default is a string (a
+        # devlog id "059" stays "059"), parsed as YAML otherwise (`5` -> 5, `true` -> True)
+        if isinstance(value, str) and not isinstance(declared[name], str):
+            value = P.parse_value(value)
+        parameters[name] = value
     return parameters
 
 
@@ -169,3 +174,42 @@ def run_notebook(
                 f"(executed notebook with the traceback: {output})"
             ) from None
     return output
+
+
+def run_batch(
+    notebook: str | Path,
+    sets: list[dict[str, Any]],
+    out_dir: str | Path,
+    params_file: str | Path = P.PARAMS_FILE,
+    kernel_name: str = KERNEL_NAME,
+) -> list[Path]:
+    """Papermill over a list of parameter sets, outside DVC: `<out_dir>/<stem>-NN.ipynb` per set.
+
+    Each set maps `section.key` or a notebook parameter to a value, as `run_notebook`'s overrides. Every
+    set is validated before the first one runs (a typo in set 7 costs nothing); a set that fails while
+    running is reported at the end and does not stop the others. `<out_dir>/sets.json` lists what ran.
+    """
+    from hilstudy.io import write_json
+
+    notebook, params_file, out_dir = Path(notebook), Path(params_file), Path(out_dir)
+    if not isinstance(sets, list) or not all(isinstance(s, dict) for s in sets) or not sets:
+        raise P.ParamsError("a batch is a non-empty list of parameter sets (mappings of key: value)")
+    nb = read_notebook(notebook)
+    for i, overrides in enumerate(sets):
+        section_over, plain = split_overrides(overrides)
+        try:
+            build_parameters(nb, P.load(params_file, section_over), plain, params_file)
+        except (P.ParamsError, NotebookError) as exc:
+            raise type(exc)(f"parameter set {i}: {exc}") from None
+    outputs, failed = [], []
+    for i, overrides in enumerate(sets):
+        out = out_dir / f"{notebook.stem}-{i:02d}.ipynb"
+        try:
+            run_notebook(notebook, out, overrides, params_file, kernel_name)
+        except NotebookError as exc:
+            failed.append(f"set {i}: {exc}")
+        outputs.append(out)
+    write_json(out_dir / "sets.json", [{"notebook": str(o), "parameters": s} for o, s in zip(outputs, sets, strict=True)])
+    if failed:
+        raise NotebookError(f"{len(failed)} of {len(sets)} parameter sets failed:\n" + "\n".join(failed))
+    return outputs

@@ -13,9 +13,9 @@
 # %% [markdown]
 # # 30 · HIL fine-tuning: SAC with a simulated operator, with and without a BC loss
 #
-# One variant of the study's matrix (init × bc_weight × seed). lerobot's SAC (through the registered
-# `sac_bc` algorithm, which is plain SAC at `bc_weight: 0`) learns online while the simulated operator
-# takes over by its rule; the demos and every intervention feed the offline buffer, mixed 50/50 with
+# One run × seed of the study (params.yaml `runs`: `finetune` plus the run's overrides and init).
+# lerobot's SAC (through the registered `sac_bc` algorithm, which is plain SAC at `bc_weight: 0`)
+# learns online while the simulated operator takes over by its rule; the demos and every intervention feed the offline buffer, mixed 50/50 with
 # the online buffer in each batch. A takeover ends the policy's attempt (its last transition is stored
 # as terminal with reward 0).
 #
@@ -32,10 +32,12 @@
 env = None  # params.yaml section `env`
 operator = None  # params.yaml section `operator`
 policy = None  # params.yaml section `policy`
-finetune = None  # params.yaml section `finetune` (the matrix sets init, bc_weight, seed)
+finetune = None  # params.yaml section `finetune` (the stage sets seed)
+runs = None  # params.yaml section `runs`: this run's overrides of `finetune` and its init
+run = "bcinit"  # the run (a name under runs.from_scratch or runs.from_bc)
 demos_dir = "data/demos/dataset"  # the demos (LeRobotDataset)
 bc_dir = "data/bc/policy"  # the BC policy (used when finetune.init is bc)
-out_dir = "data/finetune/default"  # this variant's folder
+out_dir = "data/finetune/bcinit-s0"  # this run's folder
 
 # %%
 import os
@@ -48,19 +50,19 @@ from hilstudy.finetune import finetune as run_finetune
 from hilstudy.io import write_json
 
 os.chdir(P.project_root())
-cfg = P.resolve(env=env, operator=operator, policy=policy, finetune=finetune)
+cfg = P.run_params(P.resolve(env=env, operator=operator, policy=policy, finetune=finetune, runs=runs), run)
 out = Path(out_dir)
 print(cfg.finetune)
 
 # %%
-summary, run = run_finetune(cfg, demos_dir, out, bc_dir=bc_dir if cfg.finetune.init == "bc" else None)
+summary, result = run_finetune(cfg, demos_dir, out, bc_dir=bc_dir if cfg.finetune.init == "bc" else None)
 # run-dependent facts (wall-clock, whether it resumed) go to timing.json, which is not a DVC output
 resumed = summary.pop("resumed")
-write_json(out / "timing.json", {"train_time_s": run.train_time, "env_steps_per_s": run.env_step / max(run.train_time, 1e-9), "resumed": resumed})
+write_json(out / "timing.json", {"train_time_s": result.train_time, "env_steps_per_s": result.env_step / max(result.train_time, 1e-9), "resumed": resumed})
 write_json(out / "metrics.json", summary)
-episodes = pd.DataFrame(run.logs["episodes"])
-evals = pd.DataFrame(run.logs["evals"])
-updates = pd.DataFrame(run.logs["updates"])
+episodes = pd.DataFrame(result.logs["episodes"])
+evals = pd.DataFrame(result.logs["evals"])
+updates = pd.DataFrame(result.logs["updates"])
 for name, df in [("episodes", episodes), ("evals", evals), ("updates", updates)]:
     df.to_csv(out / f"{name}.csv", index=False, float_format="%.6g")
 pd.Series(summary).to_frame("value")

@@ -15,8 +15,68 @@ def test_project_params_file_is_valid():
 
 
 def test_defaults_match_schema_defaults():
-    """params.yaml only restates the schema's defaults (one source of truth for what 'default' means)."""
-    assert P.load(ROOT / "params.yaml") == P.StudyParams()
+    """params.yaml only restates the schema's defaults (one source of truth for what 'default' means);
+    the runs and devlogs it registers are the study's content, not defaults."""
+    study = P.load(ROOT / "params.yaml")
+    defaults = P.StudyParams()
+    for section in P.SECTIONS:
+        if section not in ("runs", "devlogs"):
+            assert getattr(study, section) == getattr(defaults, section), section
+    assert study.runs.seeds == defaults.runs.seeds
+
+
+def test_devlog_059_is_registered():
+    """Devlog 059's hypotheses are in params.yaml before any run: BC loss and BC init, scratch vs bc."""
+    study = P.load(ROOT / "params.yaml")
+    d = study.devlogs["059"]
+    assert set(d.hypotheses) == {"H1", "H2", "H3"} and d.hypotheses["H3"].pending
+    runs = P.all_runs(study)
+    for r in d.runs:
+        assert r in runs
+    h1 = d.hypotheses["H1"]
+    for t, c in zip(h1.treatment, h1.control):  # H1 pairs differ only in bc_weight
+        assert runs[t][0] == runs[c][0] and runs[t][1]["bc_weight"] > 0 == runs[c][1]["bc_weight"]
+
+
+RUNS = {"seeds": [0], "from_scratch": {"a": {"bc_weight": 0.0}}, "from_bc": {"b": {"bc_weight": 0.5}}}
+H = {"claim": "c", "treatment": ["b"], "control": ["a"], "metrics": {"eval_success_mean": "higher"}}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"runs": {**RUNS, "from_bc": {"b": {"bc_weigth": 1}}}}, "runs.from_bc.b.bc_weigth: unknown key (did you mean 'bc_weight'?)"),
+        ({"runs": {**RUNS, "from_bc": {"b": {"env_steps": "x"}}}}, "runs.from_bc.b.env_steps: Input should be a valid integer"),
+        ({"runs": {**RUNS, "from_bc": {"b": {"seed": 1}}}}, "runs.from_bc.b.seed: set by the study, not per run"),
+        ({"runs": {**RUNS, "from_bc": {"a": {}}}}, "run 'a' is in both from_scratch and from_bc"),
+        ({"runs": {**RUNS, "from_bc": {"B/x": {}}}}, "runs.from_bc.B/x: a run name must match"),
+        ({"runs": {**RUNS, "seeds": []}}, "runs.seeds: List should have at least 1 item"),
+        ({"runs": RUNS, "devlogs": {"1": {"title": "t", "runs": ["c"]}}}, "devlogs.1.runs: unknown run 'c'"),
+        ({"runs": RUNS, "devlogs": {"1": {"title": "t", "runs": ["a"], "hypotheses": {"H": H}}}},
+         "devlogs.1.hypotheses.H: run 'b' is not in devlogs.1.runs"),
+        ({"runs": RUNS, "devlogs": {"1": {"title": "t", "runs": ["a", "b"], "hypotheses": {"H": {**H, "metrics": {"succes": "higher"}}}}}},
+         "devlogs.1.hypotheses.H.metrics.succes: unknown metric"),
+        ({"runs": RUNS, "devlogs": {"1": {"title": "t", "runs": ["a", "b"], "hypotheses": {"H": {**H, "control": []}}}}},
+         "treatment and control must be non-empty lists of equal length"),
+        ({"runs": RUNS, "devlogs": {"1": {"title": "t", "runs": ["a", "b"], "hypotheses": {"H": {**H, "metrics": {"eval_success_mean": "up"}}}}}},
+         "devlogs.1.hypotheses.H.metrics.eval_success_mean: Input should be 'higher' or 'lower'"),
+        ({"runs": RUNS, "devlogs": {"1": {"title": "t", "runs": ["a"], "hypotheses": {"H": {"claim": "c", "pendin": "x"}}}}},
+         "devlogs.1.hypotheses.H.pendin: unknown key (did you mean 'pending'?)"),
+    ],
+)
+def test_bad_runs_and_devlogs_name_the_key(raw, expected):
+    with pytest.raises(P.ParamsError) as err:
+        P.validate(raw)
+    assert expected in str(err.value)
+
+
+def test_run_params_lays_the_run_over_finetune():
+    study = P.validate({"finetune": {"env_steps": 500}, "runs": RUNS})
+    b = P.run_params(study, "b", seed=3).finetune
+    assert (b.init, b.bc_weight, b.seed, b.env_steps) == ("bc", 0.5, 3, 500)
+    assert P.run_params(study, "a").finetune.init == "scratch"
+    with pytest.raises(P.ParamsError, match="unknown run 'c'"):
+        P.run_params(study, "c")
 
 
 @pytest.mark.parametrize(

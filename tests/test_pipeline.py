@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hilstudy.params import apply_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -23,8 +22,19 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 
 def set_params(proj: Path, overrides: dict) -> None:
-    raw = yaml.safe_load((proj / "params.yaml").read_text())
-    (proj / "params.yaml").write_text(yaml.safe_dump(apply_overrides(raw, overrides), sort_keys=False))
+    """Edit params.yaml as a user would: ruamel round trip, so comments and quoted ids ("059") stay."""
+    from ruamel.yaml import YAML
+
+    y = YAML()
+    raw = y.load((proj / "params.yaml").read_text())
+    for dotted, value in overrides.items():
+        *parents, last = dotted.split(".")
+        node = raw
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    with open(proj / "params.yaml", "w") as f:
+        y.dump(raw, f)
 
 
 def dvc(proj: Path, *args: str) -> subprocess.CompletedProcess:
@@ -46,8 +56,9 @@ def lock_hashes(text: str) -> dict[str, str]:
     return out
 
 
-FT_SCRATCH = {"ft-scratch@0.0-0", "ft-scratch@0.5-0"}
-FT_BC = {"ft-bc@0.0-0", "ft-bc@0.5-0"}
+FT_SCRATCH = {"ft-scratch@scratch-0", "ft-scratch@scratch-bcloss-0"}
+FT_BC = {"ft-bc@bcinit-0", "ft-bc@bcinit-bcloss-0"}
+REPORT = {"report@059"}
 
 
 def test_dvc_repro_smoke(project_copy):
@@ -56,7 +67,7 @@ def test_dvc_repro_smoke(project_copy):
 
     first = dvc(proj, "repro")
     assert first.returncode == 0, first.stdout + first.stderr
-    assert ran_stages(first.stdout) == {"demos", "bc"} | FT_SCRATCH | FT_BC
+    assert ran_stages(first.stdout) == {"demos", "bc"} | FT_SCRATCH | FT_BC | REPORT
     metrics = json.loads((proj / "data/demos/metrics.json").read_text())
     assert metrics["episodes"] == 2 and metrics["success_rate"] == 1.0
     bc = json.loads((proj / "data/bc/metrics.json").read_text())
@@ -66,10 +77,20 @@ def test_dvc_repro_smoke(project_copy):
     assert "train_time_s" in shown.stdout and "final_val_loss" in shown.stdout
     plots = dvc(proj, "plots", "show", "-o", "plots")
     assert plots.returncode == 0 and (proj / "plots" / "index.html").exists(), plots.stderr
-    for variant in ["scratch-bc0.0-s0", "scratch-bc0.5-s0", "bc-bc0.0-s0", "bc-bc0.5-s0"]:
+    for variant in ["scratch-s0", "scratch-bcloss-s0", "bcinit-s0", "bcinit-bcloss-s0"]:
         ft = json.loads((proj / f"data/finetune/{variant}/metrics.json").read_text())
         assert ft["env_steps"] == 100 and ft["updates"] == 60, variant
         assert (proj / f"data/finetune/{variant}/policy/model.safetensors").exists()
+    # the devlog report: verdicts for every hypothesis, the figures as DVC plots, the summary as metrics
+    verdicts = json.loads((proj / "data/devlog-059/verdicts.json").read_text())
+    assert set(verdicts) == {"H1", "H2", "H3"} and verdicts["H3"]["verdict"] == "pending"
+    assert all(v["verdict"] in {"supported", "not supported", "inconclusive"} for k, v in verdicts.items() if k != "H3")
+    assert {p.name for p in (proj / "data/devlog-059/figures").iterdir()} >= {"interventions_success.png", "losses.png", "bc_loss.png"}
+    report_nb = (proj / "data/devlog-059/notebook.ipynb").read_text()
+    assert "H1 \u2014" in report_nb or "H1 —" in report_nb
+    assert "devlog-059/figures/losses.png" in plots.stdout + (proj / "plots" / "index.html").read_text()
+    exp = dvc(proj, "exp", "show", "--json")
+    assert exp.returncode == 0 and "bcinit-bcloss" in exp.stdout and "eval_success_mean" in exp.stdout, exp.stderr
     nb = (proj / "data/demos/notebook.ipynb").read_text()
     assert "image/png" in nb and "start_time" not in nb  # plots rendered, no run-dependent metadata
     lock = (proj / "dvc.lock").read_text()
@@ -88,15 +109,41 @@ def test_dvc_repro_smoke(project_copy):
     assert bad.returncode != 0
     assert "demos.num_episode: unknown key (did you mean 'num_episodes'?)" in bad.stdout + bad.stderr
     assert json.loads((proj / "data/demos/metrics.json").read_text()) == metrics
-    raw = yaml.safe_load((proj / "params.yaml").read_text())
-    del raw["demos"]["num_episode"]
-    (proj / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    (proj / "params.yaml").write_text((proj / "params.yaml").read_text().replace("  num_episode: 3\n", ""))
 
     # a bc param re-runs BC and the fine-tuning that starts from it, nothing else
     set_params(proj, {"bc.lr": 0.001})
     third = dvc(proj, "repro")
-    assert third.returncode == 0 and ran_stages(third.stdout) == {"bc"} | FT_BC, third.stdout + third.stderr
+    assert third.returncode == 0 and ran_stages(third.stdout) == {"bc"} | FT_BC | REPORT, third.stdout + third.stderr
     assert (proj / "dvc.lock").read_text() != lock
+
+    # one run's param re-runs that run (every seed) and the reports, nothing else
+    set_params(proj, {"runs.from_bc.bcinit-bcloss.bc_weight": 1.0})
+    fourth = dvc(proj, "repro")
+    assert fourth.returncode == 0 and ran_stages(fourth.stdout) == {"ft-bc@bcinit-bcloss-0"} | REPORT, fourth.stdout
+
+    # a new devlog is one params block: its report runs on the existing runs, nothing else re-runs
+    set_params(proj, {"devlogs.toy": {
+        "title": "toy: does a BC start beat scratch?", "runs": ["scratch", "bcinit"],
+        "hypotheses": {"H1": {"claim": "BC init raises success", "treatment": ["bcinit"], "control": ["scratch"],
+                              "metrics": {"eval_success_mean": "higher"}}},
+    }})
+    fifth = dvc(proj, "repro")
+    assert fifth.returncode == 0 and ran_stages(fifth.stdout) == {"report@toy"}, fifth.stdout + fifth.stderr
+    toy = json.loads((proj / "data/devlog-toy/verdicts.json").read_text())
+    assert toy["H1"]["metrics"]["eval_success_mean"]["n"] == 1
+
+    # `dvc exp run -S` sweeps a run's param as an experiment; `dvc exp show` compares it with the workspace
+    exp_run = dvc(proj, "exp", "run", "-n", "w025", "-S", "runs.from_bc.bcinit-bcloss.bc_weight=0.25")
+    assert exp_run.returncode == 0, exp_run.stdout + exp_run.stderr
+    assert ran_stages(exp_run.stdout) == {"ft-bc@bcinit-bcloss-0", "report@059", "report@toy"}, exp_run.stdout
+    shown = dvc(proj, "exp", "show", "--json")
+    assert "w025" in shown.stdout and "0.25" in shown.stdout, shown.stderr
+
+    # a devlog naming an unknown run fails before anything runs
+    set_params(proj, {"devlogs.toy.runs": ["scratch", "bcinit", "nope"]})
+    bad = dvc(proj, "repro")
+    assert bad.returncode != 0 and "devlogs.toy.runs: unknown run 'nope'" in bad.stdout + bad.stderr
 
 
 def test_every_stage_declares_the_params_its_notebook_reads():
@@ -107,9 +154,11 @@ def test_every_stage_declares_the_params_its_notebook_reads():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert stages
     for name, stage in stages.items():
+        stage = stage.get("do", stage)  # foreach stages keep their definition under `do`
         cmd = stage["cmd"] if isinstance(stage["cmd"], str) else " ".join(stage["cmd"])
         notebook = next(w for w in cmd.split() if w.startswith("notebooks/"))
         read = {p for p in declared_parameters(read_notebook(ROOT / notebook)) if p in SECTIONS}
-        declared = {p if isinstance(p, str) else next(iter(p)) for p in stage.get("params", [])}
+        # a stage may declare part of a section (a fine-tuning run depends on its own entry of `runs` only)
+        declared = {(p if isinstance(p, str) else next(iter(p))).split(".")[0] for p in stage.get("params", [])}
         assert read <= declared, f"stage {name}: notebook reads {sorted(read - declared)} not in dvc.yaml params"
         assert notebook in stage["deps"], f"stage {name}: {notebook} is not a dep"

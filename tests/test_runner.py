@@ -94,3 +94,28 @@ def test_cli_names_the_bad_key_and_exits_2(toy):
     assert "demos.num_episode: unknown key (did you mean 'num_episodes'?)" in r.stderr
     r = subprocess.run([sys.executable, "-m", "hilstudy", "check", "--params", "params.yaml"], cwd=root, capture_output=True, text=True)
     assert r.returncode == 2 and "num_episode" in r.stderr
+
+
+def test_command_line_values_are_typed_by_the_notebook_default(toy):
+    """`-p marker 059` stays the text "059" (its default is a string); `-p fail true` becomes True."""
+    from hilstudy.runner import build_parameters
+
+    root, nb = toy
+    study = P.load(root / "params.yaml")
+    got = build_parameters(read_notebook(nb), study, {"marker": "059", "fail": "true"}, root / "params.yaml")
+    assert got["marker"] == "059" and got["fail"] is True
+
+
+def test_batch_runs_every_set_after_validating_all(toy):
+    from hilstudy.runner import run_batch
+
+    root, nb = toy
+    sets = [{"demos.seed": 7, "marker": "a.txt"}, {"demos.num_episodes": 5, "marker": "b.txt"}]
+    outs = run_batch(nb, sets, root / "batch", params_file=root / "params.yaml")
+    assert [o.name for o in outs] == ["toy-00.ipynb", "toy-01.ipynb"] and all(o.exists() for o in outs)
+    assert (root / "a.txt").read_text().startswith("3 7") and (root / "b.txt").read_text().startswith("5 1")
+    assert '"demos.seed": 7' in (root / "batch" / "sets.json").read_text()
+    # a typo in the last set stops the batch before the first set runs
+    with pytest.raises(P.ParamsError, match="parameter set 1: .*demos.sed: unknown key"):
+        run_batch(nb, [{"marker": "c.txt"}, {"demos.sed": 1}], root / "batch2", params_file=root / "params.yaml")
+    assert not (root / "c.txt").exists() and not (root / "batch2").exists()

@@ -1,0 +1,135 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python (hilstudy)
+#     language: python
+#     name: hilstudy
+# ---
+
+# %% [markdown]
+# # 40 · Devlog report: hypotheses, curves, and a verdict
+#
+# One report per devlog entry of `params.yaml` (`devlogs.<id>`): the hypotheses it registered before
+# running, the BC pretraining curve, the fine-tuning losses, intervention-rate, success and jitter curves
+# of every run (mean over seeds, min..max band), a table per run with the interquartile mean over seeds
+# and its bootstrap confidence interval (rliable), and a verdict per hypothesis from seed-paired
+# differences (rule: `hilstudy/devlog.py`).
+#
+# Inputs: `data/finetune/<run>-s<seed>/` for the devlog's runs and `runs.seeds`, `data/bc/live/`.
+# Outputs (under `out_dir`): `summary.json` (DVC metrics), `verdicts.json`, `table.csv`, `curves/*.csv`,
+# `figures/*.png` (DVC plots: the figures of this notebook); `timing.json` (wall-clock, not hashed).
+
+# %% tags=["parameters"]
+runs = None  # params.yaml section `runs` (run names and seeds)
+devlogs = None  # params.yaml section `devlogs`
+devlog = "059"  # which devlog this report is for
+finetune_dir = "data/finetune"  # where the fine-tuning runs are
+bc_live = "data/bc/live"  # the BC stage's dvclive curves
+out_dir = "data/devlog-059"  # this devlog's folder
+
+# %%
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+from IPython.display import Markdown, display
+
+from hilstudy import params as P
+from hilstudy.devlog import build_report, write_report, write_timing
+from hilstudy.plots import LOSS_CURVES, bc_loss_table, plot_curve, save_figure
+
+os.chdir(P.project_root())
+cfg = P.resolve(runs=runs, devlogs=devlogs)
+report = build_report(cfg, devlog, finetune_dir)
+entry = report.entry
+out = Path(out_dir)
+figures = out / "figures"
+write_report(report, out)
+write_timing(report, out)  # wall-clock: a file only, so this notebook stays byte-identical run to run
+
+lines = [f"## Devlog {devlog}: {entry.title}", "", f"Runs: {', '.join(entry.runs)}; seeds {cfg.runs.seeds}.", "", "Hypotheses (registered before running):"]
+for hid, h in entry.hypotheses.items():
+    if h.pending:
+        lines.append(f"- **{hid}**: {h.claim} — *pending: {h.pending}*")
+    else:
+        metrics = ", ".join(f"{m} ({d})" for m, d in h.metrics.items())
+        lines.append(f"- **{hid}**: {h.claim}. Treatment {h.treatment} vs control {h.control}, on {metrics}.")
+display(Markdown("\n".join(lines)))
+
+# %% [markdown]
+# ## BC pretraining loss
+
+# %%
+bc_table = bc_loss_table(bc_live)
+fig, ax = plt.subplots(figsize=(6, 3.2))
+ax.plot(bc_table.step, bc_table.train_loss, label="train", alpha=0.7)
+val = bc_table.dropna(subset=["val_loss"])
+ax.plot(val.step, val.val_loss, "o-", label="validation (held-out episodes)")
+ax.set_yscale("log")
+ax.set_xlabel("BC step")
+ax.set_ylabel("MSE(tanh(mean), demo action)")
+ax.legend()
+fig.tight_layout()
+save_figure(fig, figures / "bc_loss.png")
+
+# %% [markdown]
+# ## Intervention rate and success during fine-tuning
+# Intervention rate: intervened steps / episode steps, running mean over 20 training episodes (HIL-SERL's
+# figure). Evaluation: the policy alone, deterministic actions, the same seeded episodes every time.
+# Lines: mean over seeds; bands: min..max over seeds.
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(16, 3.8))
+for ax, name in zip(axes, ["intervention_rate", "eval_success", "episode_success"]):
+    plot_curve(ax, report.curves[name], name)
+    ax.set_ylim(-0.03, 1.03)
+axes[0].axhline(0.15, color="grey", lw=0.8, ls="--")
+axes[1].axhline(0.9, color="grey", lw=0.8, ls="--")
+axes[0].legend(fontsize=8)
+fig.tight_layout()
+save_figure(fig, figures / "interventions_success.png")
+
+# %% [markdown]
+# ## Action jitter (devlog 059's "shaking")
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 3.2))
+plot_curve(ax, report.curves["jitter"], "jitter")
+ax.legend(fontsize=8)
+fig.tight_layout()
+save_figure(fig, figures / "jitter.png")
+
+# %% [markdown]
+# ## Fine-tuning losses (means over `log_every` updates; BC loss only where a run has `bc_weight > 0`)
+
+# %%
+fig, axes = plt.subplots(2, 3, figsize=(16, 6.5))
+for ax, name in zip(axes.flat, LOSS_CURVES):
+    plot_curve(ax, report.curves[name], name, band=False)
+axes.flat[0].legend(fontsize=8)
+fig.tight_layout()
+save_figure(fig, figures / "losses.png")
+
+# %% [markdown]
+# ## Per run: interquartile mean over seeds [95% bootstrap CI]
+
+# %%
+table = report.table.copy()
+shown = {}
+for m in ["eval_success_final", "eval_success_mean", "intervention_rate_mean", "intervention_rate_last20", "jitter_last20"]:
+    shown[m] = [f"{v:.2f} [{lo:.2f}, {hi:.2f}]" for v, lo, hi in zip(table[m], table[f"{m}_lo"], table[f"{m}_hi"])]
+shown["seeds ≥ 90% eval success"] = [f"{n}/{s}" for n, s in zip(table.seeds_reaching_success_bar, table.seeds)]
+display(table[["run"]].assign(**shown).set_index("run"))
+
+# %% [markdown]
+# ## Verdicts
+
+# %%
+lines = []
+for v in report.verdicts:
+    lines.append(f"- **{v.hypothesis} — {v.verdict.upper()}**: {v.claim}.  \n  {v.reason}")
+display(Markdown("\n".join(lines)))
