@@ -6,8 +6,11 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: study test env lab bench clean-env
 
+JOBS ?= $(shell nproc)
+
+# dvc repro, with up to JOBS independent stages (the fine-tuning runs) at once; JOBS=1: plain dvc repro
 study: env
-	dvc repro
+	hilstudy repro -j $(JOBS)
 
 test: env
 	python -m pytest

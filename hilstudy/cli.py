@@ -2,6 +2,7 @@
 
     hilstudy run notebooks/10_demos.py -o data/demos/notebook.ipynb -p demos.num_episodes 5
     hilstudy batch notebooks/30_finetune.py sets.yaml -o data/batch/ft   # one run per parameter set
+    hilstudy repro -j 2                 # dvc repro, two independent stages at a time
     hilstudy check                      # validate params.yaml and exit
     hilstudy summary data/finetune/*    # key numbers of fine-tuning runs (success, interventions, time)
 """
@@ -32,6 +33,13 @@ def _batch(args: argparse.Namespace) -> int:
     outputs = run_batch(args.notebook, sets, args.output, params_file=args.params)
     print(f"hilstudy: ran {len(outputs)} parameter sets into {args.output}")
     return 0
+
+
+def _repro(args: argparse.Namespace) -> int:
+    from hilstudy.repro import repro
+
+    P.load(args.params)  # a bad params.yaml fails here, before any stage
+    return repro(P.project_root(), jobs=args.jobs, targets=args.targets)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -82,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("-o", "--output", required=True, help="folder for the executed notebooks and sets.json")
     batch.add_argument("--params", default=P.PARAMS_FILE, help="params file (default: params.yaml)")
     batch.set_defaults(func=_batch)
+
+    rep = sub.add_parser("repro", help="dvc repro with up to JOBS independent stages at once (then dvc commit)")
+    rep.add_argument("targets", nargs="*", help="stages to reproduce with what they need (default: all)")
+    rep.add_argument("-j", "--jobs", type=int, default=2, help="stages at once (default 2; 1: plain dvc repro)")
+    rep.add_argument("--params", default=P.PARAMS_FILE, help="params file (default: params.yaml)")
+    rep.set_defaults(func=_repro)
 
     check = sub.add_parser("check", help="validate params.yaml (and overrides) and exit")
     add_params(check)
