@@ -365,27 +365,17 @@ class Run:
             add_transition(self.offline, stored, done)
 
     def summary(self) -> dict[str, Any]:
-        eps = self.logs["episodes"]
-        evals = self.logs["evals"]
+        """metrics.json: counters, buffer sizes and `hilstudy.report.log_summary` of the logs."""
+        import pandas as pd
 
-        def window(rows, key, first: bool):
-            part = rows[:20] if first else rows[-20:]
-            return float(np.mean([r[key] for r in part])) if part else float("nan")
+        from hilstudy.report import log_summary
 
+        logged = log_summary(pd.DataFrame(self.logs["episodes"]), pd.DataFrame(self.logs["evals"]))
         return {
             "env_steps": self.env_step,
-            "episodes": self.episode,
             "updates": self.updates,
-            "eval_success_start": evals[0]["success_rate"] if evals else float("nan"),
-            "eval_success_final": evals[-1]["success_rate"] if evals else float("nan"),
-            "eval_success_best": max(r["success_rate"] for r in evals) if evals else float("nan"),
-            "eval_success_mean": float(np.mean([r["success_rate"] for r in evals])) if evals else float("nan"),
-            "intervention_rate_mean": float(np.mean([r["intervention_rate"] for r in eps])) if eps else float("nan"),
-            "intervention_rate_first20": window(eps, "intervention_rate", True),
-            "intervention_rate_last20": window(eps, "intervention_rate", False),
-            "success_first20": window(eps, "success", True),
-            "success_last20": window(eps, "success", False),
-            "jitter_last20": window(eps, "jitter", False),
+            **logged,
+            "episodes": self.episode,
             "online_buffer": len(self.online),
             "offline_buffer": len(self.offline),
         }

@@ -8,6 +8,7 @@ as logged. Past a seed's last point the curve is NaN (no extrapolation).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -52,12 +53,9 @@ def seed_curve(frames: list[pd.DataFrame], column: str, grid: np.ndarray, window
         nan = np.full(grid.shape, np.nan)
         return nan, nan, nan
     a = np.vstack(rows)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN grid points
-            return np.nanmean(a, axis=0), np.nanmin(a, axis=0), np.nanmax(a, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # grid points where no seed has data: NaN, said once
+        return np.nanmean(a, axis=0), np.nanmin(a, axis=0), np.nanmax(a, axis=0)
 
 
 def curves(runs: dict[str, dict[int, RunLogs]], name: str, grid: np.ndarray | None = None) -> pd.DataFrame:

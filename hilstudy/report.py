@@ -74,28 +74,39 @@ def first_step_below(steps: Sequence[int], values: Sequence[float], bar: float) 
     return None
 
 
-def run_summary(run: RunLogs) -> dict[str, Any]:
-    """One run's key numbers: evaluation success over time, intervention rate first vs last episodes, time."""
-    ev, ep = run.evals, run.episodes
-    out: dict[str, Any] = {"run": run.name, "env_steps": run.metrics.get("env_steps")}
+def log_summary(episodes: pd.DataFrame, evals: pd.DataFrame) -> dict[str, Any]:
+    """Key numbers of a run's logs: evaluation success over time, intervention rate and success in the first
+    and last `WINDOW` training episodes, and when the bars were first met. Shared by the fine-tuning stage
+    (its metrics.json) and the reports (from the CSVs), so both say the same."""
+    ev, ep = evals, episodes
+    out: dict[str, Any] = {}
     if len(ev):
         out["eval_success_start"] = float(ev.success_rate.iloc[0])
         out["eval_success_final"] = float(ev.success_rate.iloc[-1])
         out["eval_success_best"] = float(ev.success_rate.max())
         out["eval_success_mean"] = float(ev.success_rate.mean())
         out["step_eval_success_ge_bar"] = first_step_at_or_above(ev.env_step, ev.success_rate, SUCCESS_BAR)
-        out["eval_curve"] = {int(s): float(v) for s, v in zip(ev.env_step, ev.success_rate, strict=True)}
     if len(ep):
-        rate = running_mean(ep.intervention_rate)
         out["intervention_rate_first20"] = float(ep.intervention_rate.iloc[:WINDOW].mean())
         out["intervention_rate_last20"] = float(ep.intervention_rate.iloc[-WINDOW:].mean())
         out["intervention_rate_mean"] = float(ep.intervention_rate.mean())
         # the running mean must have a full window before it counts as "fallen below"
         full = np.arange(len(ep)) >= WINDOW - 1
+        rate = running_mean(ep.intervention_rate)
         out["step_intervention_lt_bar"] = first_step_below(ep.env_step[full], rate[full], INTERVENTION_BAR)
+        out["success_first20"] = float(ep.success.iloc[:WINDOW].mean())
         out["success_last20"] = float(ep.success.iloc[-WINDOW:].mean())
         out["jitter_last20"] = float(ep.jitter.iloc[-WINDOW:].mean())
         out["episodes"] = len(ep)
+    return out
+
+
+def run_summary(run: RunLogs) -> dict[str, Any]:
+    """One run's key numbers (`log_summary`), its name, length, evaluation curve and training time."""
+    out: dict[str, Any] = {"run": run.name, "env_steps": run.metrics.get("env_steps")}
+    out.update(log_summary(run.episodes, run.evals))
+    if len(run.evals):
+        out["eval_curve"] = {int(s): float(v) for s, v in zip(run.evals.env_step, run.evals.success_rate, strict=True)}
     out["train_time_s"] = run.timing.get("train_time_s")
     return out
 
