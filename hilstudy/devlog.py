@@ -139,7 +139,8 @@ def decide(hid: str, h: HypothesisParams, sums: dict[str, dict[int, dict[str, An
     pct = round(confidence * 100)
     parts = [
         f"{m} ({x['direction']} claimed): effect {x['effect_iqm']:+.3f}, {pct}% CI [{x['ci_lo']:+.3f}, {x['ci_hi']:+.3f}] "
-        f"over {x['n']} paired seeds -> {x['verdict']}"
+        f"over {x['n']} seed-paired differences -> {x['verdict']}"
+        + (f" (fewer than {MIN_PAIRS} differences decide nothing)" if x["n"] < MIN_PAIRS else "")
         for m, x in per_metric.items()
     ]
     return Verdict(hid, h.claim, overall, "; ".join(parts), per_metric)
