@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hilstudy.params import DECIDING_METRICS, DevlogParams, HypothesisParams, StudyParams
+from hilstudy.params import DECIDING_METRICS, DevlogParams, HypothesisParams, StudyParams, run_stage
 from hilstudy.report import RunLogs, iqm_ci, load_run, run_summary
 
 FINETUNE_DIR = "data/finetune"
@@ -55,8 +55,7 @@ def load_runs(params: StudyParams, devlog_id: str, finetune_dir: str | Path = FI
             try:
                 out[run][seed] = load_run(d)
             except FileNotFoundError:
-                group = "ft-scratch" if run in params.runs.from_scratch else "ft-bc"
-                missing.append(f"{d} (stage {group}@{run}-{seed})")
+                missing.append(f"{d} (stage {run_stage(params, run, seed)})")
     if missing:
         raise FileNotFoundError(f"devlog {devlog_id}: runs not finished: {', '.join(missing)}; run `dvc repro` first")
     return out

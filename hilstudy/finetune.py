@@ -172,9 +172,23 @@ def build_agent(params: StudyParams, features: dict, bc_dir: str | Path | None):
     return SACBCAlgorithm(policy, algorithm_config(params, policy.config)), pre, post
 
 
-def params_digest(params: StudyParams) -> str:
-    """What a checkpoint must match to be resumed (the sections that shape the run)."""
+def dir_digest(path: str | Path) -> str:
+    """sha256 over a folder's files (relative names and bytes), or one file's bytes."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def params_digest(params: StudyParams, inputs: dict[str, str] | None = None) -> str:
+    """What a checkpoint must match to be resumed: the sections that shape the run, and the digests of the
+    input files it learns from (demos; BC actor; classifier). A checkpoint made from other inputs (re-recorded
+    demos, a retrained BC actor or classifier) is not resumed: the run starts over."""
     keep = {k: getattr(params, k).model_dump(mode="json") for k in ("env", "operator", "policy", "finetune")}
+    keep["inputs"] = inputs or {}
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -182,7 +196,14 @@ def params_digest(params: StudyParams) -> str:
 class Run:
     """All state of one fine-tuning run: what a checkpoint holds."""
 
-    def __init__(self, params: StudyParams, demos_root: str | Path, bc_dir: str | Path | None, out_dir: str | Path):
+    def __init__(
+        self,
+        params: StudyParams,
+        demos_root: str | Path,
+        bc_dir: str | Path | None,
+        out_dir: str | Path,
+        classifier_dir: str | Path | None = None,
+    ):
         from lerobot.rl.data_sources.data_mixer import OnlineOfflineMixer
         from lerobot.rl.trainer import RLTrainer
 
@@ -190,11 +211,23 @@ class Run:
 
         self.params, self.cfg = params, params.finetune
         self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
         self.bc_dir = bc_dir
         seed_everything(self.cfg.seed)
         demos = load_demo_tensors(demos_root)
         self.features = demos.features
         self.algorithm, self.pre, self.post = build_agent(params, demos.features, bc_dir)
+        self.inputs = {"demos": dir_digest(demos_root)}
+        if self.cfg.init == "bc":
+            self.inputs["bc"] = dir_digest(Path(bc_dir) / "model.safetensors")
+        self.reward_fn = None
+        if self.cfg.reward == "classifier":  # loaded (and verified) before any compute; it must read what the env gives
+            from hilstudy.reward import load_classifier
+
+            if classifier_dir is None:
+                raise ValueError("finetune.reward is 'classifier' but no classifier folder was given")
+            self.reward_fn = load_classifier(classifier_dir, expected_inputs=self.algorithm.policy.config.input_features)
+            self.inputs["classifier"] = dir_digest(classifier_dir)
         self.pixels = params.env.obs == "pixels"
         demos.obs = observations(self.pre(dict(demos.obs)))
         self.offline = buffer_from_demos(demos, len(demos) + self.cfg.env_steps, self.pixels)
@@ -230,7 +263,7 @@ class Run:
             {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}, ts / "rng.pt"
         )
         state = {
-            "params_digest": params_digest(self.params),
+            "params_digest": params_digest(self.params, self.inputs),
             "env_step": self.env_step,
             "episode": self.episode,
             "updates": self.updates,
@@ -253,7 +286,7 @@ class Run:
         if not state_file.exists():
             return False
         state = json.loads(state_file.read_text())
-        if state["params_digest"] != params_digest(self.params):
+        if state["params_digest"] != params_digest(self.params, self.inputs):
             return False  # another run's checkpoint: start over (it is replaced at the first checkpoint)
         policy, _, _ = load_policy(self.ckpt / "pretrained_model", expected_config=self.algorithm.policy.config)
         self.algorithm.policy.load_state_dict(policy.state_dict(), strict=True)
@@ -326,7 +359,7 @@ class Run:
                 seed = cfg.seed * EPISODE_SEED_STRIDE + self.episode
                 episode: list[Transition] = []
                 pending: Transition | None = None
-                for tr in rollout(env, policy=act, operator=operator, seed=seed):
+                for tr in rollout(env, policy=act, operator=operator, seed=seed, reward_fn=self.reward_fn):
                     if pending is not None:
                         self._store(pending, failed_takeover=tr.intervention_start and not pending.is_intervention)
                     pending = tr
@@ -370,7 +403,13 @@ class Run:
 
         from hilstudy.report import log_summary
 
-        logged = log_summary(pd.DataFrame(self.logs["episodes"]), pd.DataFrame(self.logs["evals"]))
+        episodes = pd.DataFrame(self.logs["episodes"])
+        logged = log_summary(episodes, pd.DataFrame(self.logs["evals"]))
+        if "reward_disagreements" in episodes:  # classifier reward: how often it disagreed with the sim's truth
+            steps = float(episodes["length"].sum())
+            logged["reward_disagreement_rate"] = float(episodes["reward_disagreements"].sum()) / steps
+            logged["reward_false_pos"] = int(episodes["reward_false_pos"].sum())
+            logged["reward_false_neg"] = int(episodes["reward_false_neg"].sum())
         return {
             "env_steps": self.env_step,
             "updates": self.updates,
@@ -387,6 +426,7 @@ def finetune(
     out_dir: str | Path,
     bc_dir: str | Path | None = None,
     stop_at: int | None = None,
+    classifier_dir: str | Path | None = None,
 ) -> tuple[dict[str, Any], Run]:
     """Run (or resume) one fine-tuning variant; returns its summary metrics and the run (logs, agent).
 
@@ -395,7 +435,7 @@ def finetune(
     from hilstudy.bc import torch_threads
 
     with torch_threads(params.finetune.torch_threads):
-        run = Run(params, demos_root, bc_dir, out_dir)
+        run = Run(params, demos_root, bc_dir, out_dir, classifier_dir=classifier_dir)
         resumed = run.resume()
         summary = run.run(stop_at=stop_at)
     summary["resumed"] = resumed

@@ -90,6 +90,27 @@ class BCParams(Section):
     torch_threads: int = Field(1, ge=1, le=256)  # torch CPU threads while BC runs; the losses depend on it (reductions split per thread)
 
 
+class ClassifierParams(Section):
+    """Stage `classifier`: labelled sim frames -> a success classifier, HIL-SERL's per-step reward."""
+
+    input: Literal["state", "images"] = "state"  # state: MLP on observation.state (fast; the default study's) | images: lerobot's CNN classifier on front+wrist
+    seed: int = Field(0, ge=0)  # seeds the labelled episodes, the split, the init and the batches
+    episodes: int = Field(40, ge=2, le=10_000)  # labelled operator episodes recorded into data/classifier/frames
+    hold_steps: int = Field(10, ge=0, le=1000)  # steps the operator keeps the cube up after success (positive frames)
+    drop_fraction: float = Field(0.5, ge=0.0, le=1.0)  # share of episodes where the operator then opens the gripper (the cube falls: hard negatives)
+    val_episodes: int = Field(10, ge=1)  # whole episodes held out: every reported metric is on them
+    hidden_dims: list[int] = Field([256, 256], min_length=1)  # state: MLP widths; images: the head width is the first
+    steps: int = Field(1000, ge=1, le=1_000_000)  # gradient steps
+    batch_size: int = Field(256, ge=2, le=65_536)  # frames per step
+    lr: float = Field(3e-4, gt=0.0, le=1.0)  # AdamW learning rate
+    weight_decay: float = Field(0.01, ge=0.0, le=1.0)  # AdamW weight decay
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)  # dropout rate (training only)
+    threshold: float | None = Field(None, gt=0.0, lt=1.0)  # P(success) above which the reward is 1; null: best F1 on the training frames
+    backbone_channels: list[int] = Field([16, 32, 64, 128], min_length=1, max_length=8)  # images: widths of the from-scratch ResNet's stages (128x128 uses 4, 32x32 the first 2)
+    train_backbone: bool = True  # images: train the backbone (it starts random); lerobot's classifier freezes it
+    torch_threads: int = Field(1, ge=1, le=256)  # torch CPU threads for training
+
+
 class FinetuneParams(Section):
     """Stage `finetune`: HIL-SERL-style SAC with the simulated operator, with or without a BC loss."""
 
@@ -98,7 +119,7 @@ class FinetuneParams(Section):
     bc_weight: float = Field(0.0, ge=0.0, le=100.0)  # BC loss weight on intervention transitions (0: plain SAC)
     bc_mode: Literal["fixed", "q_normalized"] = "fixed"  # devlog's L_SAC + w*MSE, or TD3+BC's Q-normalized weighting
     bc_alpha: float = Field(2.5, gt=0.0)  # TD3+BC alpha for q_normalized
-    reward: Literal["terminal"] = "terminal"  # reward source: the sim's sparse terminal reward (classifier: issue 7)
+    reward: Literal["terminal", "classifier"] = "terminal"  # terminal: the sim's own success check | classifier: the classifier stage's verdict every step (set by the run group)
     interventions: bool = True  # the simulated operator may take over (False: no human in the loop)
     takeover_is_failure: bool = True  # the policy's transition before a takeover ends its attempt (done, reward 0)
     env_steps: int = Field(10_000, ge=1, le=10_000_000)  # environment steps of fine-tuning
@@ -122,7 +143,14 @@ class FinetuneParams(Section):
 
 
 RUN_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # a run's name is part of stage names and folder names
-RUN_FIXED_KEYS = ("seed", "init")  # set by the matrix (seeds) and by the group (from_scratch / from_bc)
+RUN_FIXED_KEYS = ("seed", "init", "reward")  # set by the matrix (seeds) and by the run's group (init, reward)
+# run group -> (init, reward, DVC stage group): a group fixes what its stages depend on (the BC actor, the classifier)
+RUN_GROUPS = {
+    "from_scratch": ("scratch", "terminal", "ft-scratch"),
+    "from_bc": ("bc", "terminal", "ft-bc"),
+    "classifier_from_scratch": ("scratch", "classifier", "ft-scratch-clf"),
+    "classifier_from_bc": ("bc", "classifier", "ft-bc-clf"),
+}
 # what a run summary reports and a hypothesis may decide on (hilstudy.report.run_summary)
 DECIDING_METRICS = (
     "eval_success_final",  # deterministic evaluation success at the end of the run
@@ -145,6 +173,8 @@ class RunsParams(Section):
     seeds: list[int] = Field([0, 1, 2], min_length=1)  # every run is repeated with each of these seeds
     from_scratch: dict[str, dict[str, Any]] = {}  # run name -> `finetune` overrides; the actor starts random
     from_bc: dict[str, dict[str, Any]] = {}  # run name -> `finetune` overrides; the actor starts from data/bc/policy
+    classifier_from_scratch: dict[str, dict[str, Any]] = {}  # as from_scratch, rewarded by the classifier stage's model every step
+    classifier_from_bc: dict[str, dict[str, Any]] = {}  # as from_bc, rewarded by the classifier stage's model every step
 
 
 class HypothesisParams(Section):
@@ -176,6 +206,7 @@ class StudyParams(Section):
     demos: DemosParams = DemosParams()
     policy: PolicyParams = PolicyParams()
     bc: BCParams = BCParams()
+    classifier: ClassifierParams = ClassifierParams()
     finetune: FinetuneParams = FinetuneParams()
     runs: RunsParams = RunsParams()
     devlogs: dict[str, DevlogParams] = {}  # devlog id (e.g. "059") -> its experiment (report stage `report@<id>`)
@@ -287,7 +318,7 @@ def _check_names(raw: dict, source: str) -> list[str]:
     groups = [("devlogs", raw.get("devlogs"))]
     runs = raw.get("runs")
     if isinstance(runs, dict):
-        groups += [(f"runs.{g}", runs.get(g)) for g in ("from_scratch", "from_bc")]
+        groups += [(f"runs.{g}", runs.get(g)) for g in RUN_GROUPS]
     for where, mapping in groups:
         if isinstance(mapping, dict):
             for key in mapping:
@@ -297,21 +328,32 @@ def _check_names(raw: dict, source: str) -> list[str]:
     return problems
 
 
+def run_groups(study: StudyParams) -> dict[str, str]:
+    """run name -> its group under `runs` (from_scratch, from_bc, classifier_from_scratch, ...)."""
+    return {name: group for group in RUN_GROUPS for name in getattr(study.runs, group)}
+
+
 def all_runs(study: StudyParams) -> dict[str, tuple[str, dict[str, Any]]]:
-    """run name -> (init, overrides), over both groups."""
-    runs = {name: ("scratch", o) for name, o in study.runs.from_scratch.items()}
-    runs.update({name: ("bc", o) for name, o in study.runs.from_bc.items()})
-    return runs
+    """run name -> (init, overrides), over all groups."""
+    return {name: (RUN_GROUPS[g][0], getattr(study.runs, g)[name]) for name, g in run_groups(study).items()}
+
+
+def run_stage(study: StudyParams, run: str, seed: int) -> str:
+    """The DVC stage that makes run x seed, e.g. ft-bc@bcinit-0."""
+    return f"{RUN_GROUPS[run_groups(study)[run]][2]}@{run}-{seed}"
 
 
 def _check_runs(study: StudyParams, source: str) -> list[str]:
     """Each run's overrides must make a valid `finetune` section; names must be unique and path-safe."""
     problems = []
-    both = set(study.runs.from_scratch) & set(study.runs.from_bc)
-    for name in sorted(both):
-        problems.append(f"{source}: runs: run '{name}' is in both from_scratch and from_bc (names must be unique)")
+    seen: dict[str, str] = {}
+    for group in RUN_GROUPS:
+        for name in getattr(study.runs, group):
+            if name in seen:
+                problems.append(f"{source}: runs: run '{name}' is in both {seen[name]} and {group} (names must be unique)")
+            seen.setdefault(name, group)
     base = study.finetune.model_dump()
-    for group in ("from_scratch", "from_bc"):
+    for group in RUN_GROUPS:
         for name, overrides in getattr(study.runs, group).items():
             where = f"runs.{group}.{name}"
             if not re.match(RUN_NAME, name):
@@ -319,7 +361,7 @@ def _check_runs(study: StudyParams, source: str) -> list[str]:
             for key in overrides:
                 if key in RUN_FIXED_KEYS:
                     problems.append(f"{source}: {where}.{key}: set by the study, not per run "
-                                    "(seed: runs.seeds; init: the group from_scratch / from_bc)")
+                                    "(seed: runs.seeds; init and reward: the run's group, e.g. from_bc, classifier_from_scratch)")
             try:
                 FinetuneParams.model_validate({**base, **{k: v for k, v in overrides.items() if k not in RUN_FIXED_KEYS}})
             except ValidationError as err:
@@ -359,11 +401,11 @@ def _check_devlogs(study: StudyParams, source: str) -> list[str]:
 def run_params(study: StudyParams, run: str, seed: int | None = None) -> StudyParams:
     """The study params with `finetune` as run `run` sees it: the section, the run's overrides, its init,
     and `seed` (default: finetune.seed as given)."""
-    runs = all_runs(study)
-    if run not in runs:
-        raise ParamsError(f"unknown run '{run}'{_suggest(run, sorted(runs))}")
-    init, overrides = runs[run]
-    ft = {**study.finetune.model_dump(), **overrides, "init": init}
+    groups = run_groups(study)
+    if run not in groups:
+        raise ParamsError(f"unknown run '{run}'{_suggest(run, sorted(groups))}")
+    init, reward, _ = RUN_GROUPS[groups[run]]
+    ft = {**study.finetune.model_dump(), **getattr(study.runs, groups[run])[run], "init": init, "reward": reward}
     if seed is not None:
         ft["seed"] = seed
     return study.model_copy(update={"finetune": FinetuneParams.model_validate(ft)})

@@ -17,6 +17,7 @@ import numpy as np
 
 Obs = dict[str, np.ndarray]
 Policy = Callable[[Obs], np.ndarray]  # observation dict -> 4-D action in [-1, 1]
+RewardFn = Callable[[Obs], tuple[float, bool]]  # observation after a step -> (reward, success), e.g. a classifier
 
 
 class Operator(Protocol):
@@ -52,11 +53,16 @@ def rollout(
     policy: Policy | None = None,
     operator: Operator | None = None,
     seed: int | None = None,
+    reward_fn: RewardFn | None = None,
 ) -> Iterator[Transition]:
     """Run one episode and yield its transitions.
 
     policy None: the operator drives every step (demo recording). operator None: the policy drives
     alone (evaluation). Both: the policy drives and the operator intervenes by its rule.
+    reward_fn (e.g. a reward classifier): replaces the env's reward every step and ends the episode when it
+    says success, as lerobot's classifier processor step does; the env's own end (its success check, the
+    cube leaving the table) still ends it. `success` stays the env's ground truth; `info` keeps the env's
+    reward (`env_reward`) and the verdict (`reward_fn_success`).
     """
     if policy is None and operator is None:
         raise ValueError("rollout needs a policy, an operator, or both")
@@ -74,6 +80,11 @@ def rollout(
             action, is_int, start = policy_action, False, False
         action = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
         next_obs, reward, terminated, truncated, info = env.step(action)
+        if reward_fn is not None:
+            fn_reward, fn_success = reward_fn(next_obs)
+            info = {**info, "env_reward": float(reward), "reward_fn_success": bool(fn_success)}
+            reward, terminated = fn_reward, bool(terminated or fn_success)
+            truncated = bool(truncated and not terminated)
         yield Transition(
             obs=obs,
             action=action,
@@ -105,6 +116,12 @@ def episode_metrics(transitions: list[Transition]) -> dict[str, float]:
     actions = np.stack([t.action for t in transitions])
     jitter = float(np.abs(np.diff(actions, axis=0)).mean()) if n > 1 else 0.0
     n_int = sum(t.is_intervention for t in transitions)
+    extra = {}
+    if "reward_fn_success" in transitions[0].info:  # a reward classifier judged every step: how often it was wrong
+        said = np.array([t.info["reward_fn_success"] for t in transitions])
+        truth = np.array([t.success for t in transitions])
+        extra = {"reward_false_pos": float(np.sum(said & ~truth)), "reward_false_neg": float(np.sum(~said & truth)),
+                 "reward_disagreements": float(np.sum(said != truth))}
     return {
         "return": float(sum(t.reward for t in transitions)),
         "success": float(transitions[-1].success or any(t.success for t in transitions)),
@@ -113,4 +130,5 @@ def episode_metrics(transitions: list[Transition]) -> dict[str, float]:
         "intervention_rate": n_int / n,
         "takeovers": float(sum(t.intervention_start for t in transitions)),
         "jitter": jitter,
+        **extra,
     }

@@ -23,7 +23,12 @@
 # starting at step 0 — a BC start that online SAC unlearns shows here; per episode the intervention
 # rate, success and action jitter; per update the critic, actor, temperature and BC losses.
 #
-# Inputs: demos, BC policy (init `bc`), params `env`, `operator`, `policy`, `finetune`.
+# Reward (`finetune.reward`, set by the run's group): `terminal`, the sim's own success check (1 on the step the
+# cube is lifted, which ends the episode), or `classifier`, the classifier stage's verdict on every step, which
+# also ends the episode when it says success (lerobot's classifier processor step); then each episode also
+# counts the steps where the classifier disagreed with the sim's truth.
+#
+# Inputs: demos, BC policy (init `bc`), classifier (reward `classifier`), params `env`, `operator`, `policy`, `finetune`.
 # Outputs (under `out_dir`): `metrics.json`, `episodes.csv`, `evals.csv`, `updates.csv`, `live/`,
 # `policy/` (final actor, lerobot format), `checkpoint/` (resume point), `timing.json`; progress lines go to
 # `progress.log` (`tail -f` it during a run).
@@ -34,9 +39,10 @@ operator = None  # params.yaml section `operator`
 policy = None  # params.yaml section `policy`
 finetune = None  # params.yaml section `finetune` (the stage sets seed)
 runs = None  # params.yaml section `runs`: this run's overrides of `finetune` and its init
-run = "bcinit"  # the run (a name under runs.from_scratch or runs.from_bc)
+run = "bcinit"  # the run (a name under runs.from_scratch, runs.from_bc, runs.classifier_from_*)
 demos_dir = "data/demos/dataset"  # the demos (LeRobotDataset)
 bc_dir = "data/bc/policy"  # the BC policy (used when finetune.init is bc)
+classifier_dir = "data/classifier/model"  # the reward classifier (used when finetune.reward is classifier)
 out_dir = "data/finetune/bcinit-s0"  # this run's folder
 
 # %%
@@ -55,7 +61,11 @@ out = Path(out_dir)
 print(cfg.finetune)
 
 # %%
-summary, result = run_finetune(cfg, demos_dir, out, bc_dir=bc_dir if cfg.finetune.init == "bc" else None)
+summary, result = run_finetune(
+    cfg, demos_dir, out,
+    bc_dir=bc_dir if cfg.finetune.init == "bc" else None,
+    classifier_dir=classifier_dir if cfg.finetune.reward == "classifier" else None,
+)
 # run-dependent facts (wall-clock, whether it resumed) go to timing.json, which is not a DVC output
 resumed = summary.pop("resumed")
 write_json(out / "timing.json", {"train_time_s": result.train_time, "env_steps_per_s": result.env_step / max(result.train_time, 1e-9), "resumed": resumed})
@@ -100,3 +110,20 @@ if len(updates):
         ax.set_title(c)
         ax.set_xlabel("env step")
     fig.tight_layout()
+
+# %% [markdown]
+# ## Classifier reward vs the sim's truth (reward `classifier` only)
+# Per training episode: steps where the classifier said success and the sim did not (false positives: an
+# episode ended early and was rewarded), and the reverse (false negatives: a success went unrewarded).
+
+# %%
+if "reward_disagreements" in episodes:
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.plot(episodes.env_step, episodes.reward_false_pos.rolling(20, min_periods=1).mean(), label="false positives / episode")
+    ax.plot(episodes.env_step, episodes.reward_false_neg.rolling(20, min_periods=1).mean(), label="false negatives / episode")
+    ax.set_xlabel("env step")
+    ax.set_title(f"classifier vs sim: disagreement on {summary['reward_disagreement_rate']:.2%} of steps")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+else:
+    print("reward: terminal (the sim's own success check)")

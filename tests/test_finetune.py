@@ -145,3 +145,50 @@ def test_checkpoint_of_other_params_is_not_resumed(inputs, tmp_path):
         finetune(tiny(), demos, tmp_path, bc_dir=bc, stop_at=60)
     s, _ = finetune(tiny(env_steps=100), demos, tmp_path, bc_dir=bc)
     assert s["resumed"] is False and s["env_steps"] == 100
+
+
+def test_checkpoint_from_other_inputs_is_not_resumed(inputs, tmp_path):
+    """A checkpoint made from other BC weights (a retrained BC stage) must not be resumed."""
+    demos, bc = inputs
+    with pytest.raises(StopRun):
+        finetune(tiny(init="bc"), demos, tmp_path / "run", bc_dir=bc, stop_at=60)
+    raw = {k: dict(v) for k, v in TINY.items()}
+    raw["bc"]["seed"] = 1
+    train_bc(P.validate(raw), demos, tmp_path / "bc1")
+    s, _ = finetune(tiny(init="bc", env_steps=100), demos, tmp_path / "run", bc_dir=tmp_path / "bc1" / "policy")
+    assert s["resumed"] is False
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    from hilstudy.reward import run_classifier
+
+    out = tmp_path_factory.mktemp("clf")
+    run_classifier(P.validate({"classifier": {"episodes": 3, "hold_steps": 2, "val_episodes": 1, "steps": 60,
+                                              "batch_size": 32, "hidden_dims": [32]}}), out)
+    return out / "model"
+
+
+def test_classifier_reward_runs_and_logs_disagreements(inputs, classifier, tmp_path):
+    from hilstudy.reward import load_classifier
+
+    demos, _ = inputs
+    s, run = finetune(tiny(reward="classifier", env_steps=80, eval_every=80), demos, tmp_path, classifier_dir=classifier)
+    assert {"reward_disagreement_rate", "reward_false_pos", "reward_false_neg"} <= set(s)
+    assert all("reward_disagreements" in e for e in run.logs["episodes"])
+    # the online buffer holds the classifier's rewards: 1 exactly where it said success (policy steps too)
+    clf = load_classifier(classifier)
+    n = len(run.online)
+    states = run.online.next_states["observation.state"][:n]
+    said = (clf.probabilities({"observation.state": states}) > clf.threshold).float().numpy()
+    stored = run.online.rewards[:n].numpy()
+    takeover_fail = run.online.dones[:n].numpy() & (stored == 0) & (said == 1)  # none: a takeover step is no success
+    assert not takeover_fail.any()
+    assert np.array_equal(stored[said == 1], np.ones(int(said.sum())))
+
+
+def test_classifier_reward_without_a_classifier_fails_before_compute(inputs, tmp_path):
+    demos, _ = inputs
+    with pytest.raises(ValueError, match="no classifier folder"):
+        finetune(tiny(reward="classifier"), demos, tmp_path)
+    assert not (tmp_path / "checkpoint").exists()

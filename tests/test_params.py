@@ -49,6 +49,11 @@ H = {"claim": "c", "treatment": ["b"], "control": ["a"], "metrics": {"eval_succe
         ({"runs": {**RUNS, "from_bc": {"b": {"env_steps": "x"}}}}, "runs.from_bc.b.env_steps: Input should be a valid integer"),
         ({"runs": {**RUNS, "from_bc": {"b": {"seed": 1}}}}, "runs.from_bc.b.seed: set by the study, not per run"),
         ({"runs": {**RUNS, "from_bc": {"a": {}}}}, "run 'a' is in both from_scratch and from_bc"),
+        ({"runs": {**RUNS, "classifier_from_scratch": {"a": {}}}}, "run 'a' is in both from_scratch and classifier_from_scratch"),
+        ({"runs": {**RUNS, "classifier_from_bc": {"c": {"reward": "terminal"}}}},
+         "runs.classifier_from_bc.c.reward: set by the study, not per run"),
+        ({"classifier": {"input": "camera"}}, "classifier.input: Input should be 'state' or 'images'"),
+        ({"classifier": {"threshold": 1.5}}, "classifier.threshold: Input should be less than 1"),
         ({"runs": {**RUNS, "from_bc": {"B/x": {}}}}, "runs.from_bc.B/x: a run name must match"),
         ({"runs": {**RUNS, "seeds": []}}, "runs.seeds: List should have at least 1 item"),
         ({"runs": RUNS, "devlogs": {"1": {"title": "t", "runs": ["c"]}}}, "devlogs.1.runs: unknown run 'c'"),
@@ -148,3 +153,10 @@ def test_find_params_file_walks_up(tmp_path):
     sub.mkdir(parents=True)
     assert P.find_params_file(sub) == tmp_path / "params.yaml"
     assert P.project_root(sub) == tmp_path
+
+
+def test_run_groups_set_init_and_reward():
+    study = P.validate({"runs": {**RUNS, "classifier_from_scratch": {"c": {}}, "classifier_from_bc": {"d": {"bc_weight": 0.5}}}})
+    got = {r: (P.run_params(study, r).finetune.init, P.run_params(study, r).finetune.reward) for r in "abcd"}
+    assert got == {"a": ("scratch", "terminal"), "b": ("bc", "terminal"), "c": ("scratch", "classifier"), "d": ("bc", "classifier")}
+    assert [P.run_stage(study, r, 1) for r in "abcd"] == ["ft-scratch@a-1", "ft-bc@b-1", "ft-scratch-clf@c-1", "ft-bc-clf@d-1"]

@@ -67,6 +67,7 @@ def lock_hashes(text: str) -> dict[str, str]:
 
 FT_SCRATCH = {"ft-scratch@scratch-0", "ft-scratch@scratch-bcloss-0"}
 FT_BC = {"ft-bc@bcinit-0", "ft-bc@bcinit-bcloss-0"}
+FT_CLF = {"ft-scratch-clf@scratch-clf-0"}
 REPORT = {"report@059"}
 
 
@@ -77,7 +78,7 @@ def test_dvc_repro_smoke(project_copy):
     # the study's command: independent stages two at a time, each recorded with dvc commit
     first = hilstudy_repro(proj, "-j", "2")
     assert first.returncode == 0, first.stdout + first.stderr
-    assert ran_stages(first.stdout) == {"demos", "bc"} | FT_SCRATCH | FT_BC | REPORT
+    assert ran_stages(first.stdout) == {"demos", "bc", "classifier"} | FT_SCRATCH | FT_BC | FT_CLF | REPORT
     metrics = json.loads((proj / "data/demos/metrics.json").read_text())
     assert metrics["episodes"] == 2 and metrics["success_rate"] == 1.0
     bc = json.loads((proj / "data/bc/metrics.json").read_text())
@@ -87,7 +88,10 @@ def test_dvc_repro_smoke(project_copy):
     assert "train_time_s" in shown.stdout and "final_val_loss" in shown.stdout
     plots = dvc(proj, "plots", "show", "-o", "plots")
     assert plots.returncode == 0 and (proj / "plots" / "index.html").exists(), plots.stderr
-    for variant in ["scratch-s0", "scratch-bcloss-s0", "bcinit-s0", "bcinit-bcloss-s0"]:
+    clf = json.loads((proj / "data/classifier/metrics.json").read_text())
+    assert clf["input"] == "state" and clf["val_episodes"] == 1 and 0 <= clf["val_accuracy"] <= 1
+    assert json.loads((proj / "data/finetune/scratch-clf-s0/metrics.json").read_text())["reward_disagreement_rate"] >= 0
+    for variant in ["scratch-s0", "scratch-bcloss-s0", "bcinit-s0", "bcinit-bcloss-s0", "scratch-clf-s0"]:
         ft = json.loads((proj / f"data/finetune/{variant}/metrics.json").read_text())
         assert ft["env_steps"] == 100 and ft["updates"] == 60, variant
         assert (proj / f"data/finetune/{variant}/policy/model.safetensors").exists()
@@ -122,10 +126,12 @@ def test_dvc_repro_smoke(project_copy):
     assert json.loads((proj / "data/demos/metrics.json").read_text()) == metrics
     (proj / "params.yaml").write_text((proj / "params.yaml").read_text().replace("  num_episode: 3\n", ""))
 
-    # a bc param re-runs BC and the fine-tuning that starts from it, nothing else
-    set_params(proj, {"bc.lr": 0.001})
+    # a bc param re-runs BC and the fine-tuning that starts from it; a classifier param the classifier and the
+    # runs it rewards; nothing else
+    set_params(proj, {"bc.lr": 0.001, "classifier.steps": 20})
     third = dvc(proj, "repro")
-    assert third.returncode == 0 and ran_stages(third.stdout) == {"bc"} | FT_BC | REPORT, third.stdout + third.stderr
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert ran_stages(third.stdout) == {"bc", "classifier"} | FT_BC | FT_CLF | REPORT, third.stdout
     assert (proj / "dvc.lock").read_text() != lock
 
     # one run's param re-runs that run (every seed) and the reports, nothing else
