@@ -14,13 +14,12 @@ interrupted or failed recording never leaves a half dataset where a finished one
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from hilstudy.io import partial_dir, replace_dir
 from hilstudy.params import StudyParams
 from hilstudy.rollout import Transition, episode_metrics, rollout
 from hilstudy.seeding import seed_everything
@@ -107,10 +106,7 @@ def record_demos(params: StudyParams, root: str | Path, progress: bool = True) -
 
     cfg = params.demos
     root = Path(root)
-    partial = root.with_name(root.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.parent.mkdir(parents=True, exist_ok=True)
+    partial = partial_dir(root)
     seed_everything(cfg.seed)
 
     kept: list[dict] = []
@@ -146,9 +142,7 @@ def record_demos(params: StudyParams, root: str | Path, progress: bool = True) -
         bar.close()
         ds.finalize()
 
-    if root.exists():
-        shutil.rmtree(root)
-    os.replace(partial, root)
+    replace_dir(partial, root)
     return Recording(root=root, episodes=kept, discarded=discarded)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -34,3 +35,22 @@ def write_json(path: str | Path, data: Any) -> Path:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def partial_dir(final: str | Path) -> Path:
+    """`<final>.partial`, empty, its parent made: where a folder output is written before `replace_dir`
+    moves it into place, so an interrupted stage never leaves a half-written folder where a finished one was."""
+    final = Path(final)
+    partial = final.with_name(final.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    return partial
+
+
+def replace_dir(partial: str | Path, final: str | Path) -> None:
+    """Move a finished `partial` folder to `final`, replacing what was there."""
+    final = Path(final)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(partial, final)

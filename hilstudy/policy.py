@@ -306,6 +306,25 @@ def _check_processors(directory: Path, cfg, pre, post) -> None:
                 raise CheckpointError(f"{directory}: saved {name} step {type(s_got).__name__} has other stats")
 
 
+def check_loaded(module: torch.nn.Module, saved: dict[str, torch.Tensor], directory: Path, error=CheckpointError) -> None:
+    """After a (non-strict) load: every tensor of the file is in `module` with the file's value, and every
+    tensor of `module` came from the file. A shared tensor (a shared encoder or backbone) appears under
+    several names in the module and under one in the file (safetensors keeps one), so coverage is checked
+    per storage. Raises `error` naming the first problem."""
+    loaded = module.state_dict()
+    groups: dict[int, list[str]] = {}
+    for key, tensor in loaded.items():
+        groups.setdefault(tensor.data_ptr(), []).append(key)
+    uncovered = sorted(keys[0] for keys in groups.values() if not any(k in saved for k in keys))
+    if uncovered:
+        raise error(f"{directory}: checkpoint lacks {len(uncovered)} tensor(s), e.g. {uncovered[:3]}")
+    for key, tensor in saved.items():
+        if key not in loaded:
+            raise error(f"{directory}: checkpoint has tensor {key}, which the model does not")
+        if loaded[key].shape != tensor.shape or not torch.equal(loaded[key].cpu(), tensor.cpu()):
+            raise error(f"{directory}: tensor {key} is not what the file holds after loading")
+
+
 def load_policy(
     directory: str | Path,
     expected_config=None,
@@ -352,20 +371,7 @@ def load_policy(
             policy = GaussianActorPolicy.from_pretrained(directory, config=saved_cfg, strict=True)
     except RuntimeError as exc:  # missing / unexpected keys, shape mismatches
         raise CheckpointError(f"{directory}: checkpoint does not match the policy it describes: {exc}") from None
-    saved = load_file(str(directory / MODEL_FILE))
-    loaded = policy.state_dict()
-    # a shared encoder appears under several names (encoder_actor.*, actor.encoder.*); the file keeps one
-    groups: dict[int, list[str]] = {}
-    for key, tensor in loaded.items():
-        groups.setdefault(tensor.data_ptr(), []).append(key)
-    uncovered = sorted(keys[0] for keys in groups.values() if not any(k in saved for k in keys))
-    if uncovered:
-        raise CheckpointError(f"{directory}: checkpoint lacks {len(uncovered)} tensor(s), e.g. {uncovered[:3]}")
-    for key, tensor in saved.items():
-        if key not in loaded:
-            raise CheckpointError(f"{directory}: checkpoint has tensor {key}, which the policy does not")
-        if loaded[key].shape != tensor.shape or not torch.equal(loaded[key].cpu(), tensor.cpu()):
-            raise CheckpointError(f"{directory}: tensor {key} is not what the file holds after loading")
+    check_loaded(policy, load_file(str(directory / MODEL_FILE)), directory)
     try:
         pre, post = make_pre_post_processors(
             saved_cfg, pretrained_path=str(directory), preprocessor_overrides={"device_processor": {"device": device}}

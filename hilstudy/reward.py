@@ -25,8 +25,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hilstudy.io import partial_dir, replace_dir
 from hilstudy.params import ClassifierParams, StudyParams
 from hilstudy.rollout import Transition, rollout
 from hilstudy.seeding import seed_everything
@@ -128,10 +127,7 @@ def record_frames(params: StudyParams, root: str | Path) -> list[dict]:
 
     cfg = params.classifier
     root = Path(root)
-    partial = root.with_name(root.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.parent.mkdir(parents=True, exist_ok=True)
+    partial = partial_dir(root)
     seed_everything(cfg.seed)
     drops = np.zeros(cfg.episodes, dtype=bool)  # exactly round(drop_fraction * episodes) drop episodes, seeded picks
     drops[np.random.default_rng([cfg.seed, 0xD70]).permutation(cfg.episodes)[: round(cfg.drop_fraction * cfg.episodes)]] = True
@@ -155,9 +151,7 @@ def record_frames(params: StudyParams, root: str | Path) -> list[dict]:
             records.append({"seed": seed, "drop": bool(drops[i]), "frames": len(labels),
                             "positives": int(sum(labels)), "success": bool(any(labels))})
         ds.finalize()
-    if root.exists():
-        shutil.rmtree(root)
-    os.replace(partial, root)
+    replace_dir(partial, root)
     return records
 
 
@@ -378,10 +372,9 @@ def _train(params: StudyParams, frames_root: str | Path, out_dir: Path, live: An
         raise ValueError(f"{frames_root}: the training frames hold one class only "
                          f"({int(train.label.sum())} positive of {len(train.label)}): record more episodes")
 
-    partial = out_dir / "model.partial"
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
+    final = out_dir / "model"
+    partial = partial_dir(final)
+    partial.mkdir()
     backbone = (make_backbone(partial / "backbone", cfg.backbone_channels, cfg.seed, params.env.image_size)
                 if cfg.input == "images" else None)
     config = model_config(frames.features, cfg, backbone)
@@ -422,14 +415,11 @@ def _train(params: StudyParams, frames_root: str | Path, out_dir: Path, live: An
     threshold = cfg.threshold if cfg.threshold is not None else choose_threshold(
         scorer.probabilities(train.obs).numpy(), train.label.numpy())
     save_classifier(model, pre, post, partial, threshold, cfg)
-    final = out_dir / "model"
     loaded = load_classifier(partial, expected_inputs=config.input_features)
     for key, tensor in loaded.model.state_dict().items():  # verify, don't assume
         if not torch.equal(tensor, model.state_dict()[key]):
             raise ClassifierError(f"the saved classifier differs from the trained one at {key}")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(partial, final)
+    replace_dir(partial, final)
 
     t1 = time.perf_counter()
     prob_val = loaded.probabilities(val.obs).numpy()
@@ -487,6 +477,7 @@ def load_classifier(directory: str | Path, expected_inputs: dict | None = None) 
     from safetensors.torch import load_file
 
     import hilstudy.rewards  # noqa: F401  (registers the plugins)
+    from hilstudy.policy import check_loaded
 
     directory = Path(directory)
     needed = ["config.json", MODEL_FILE, PREPROCESSOR_CONFIG, META_FILE]
@@ -516,19 +507,7 @@ def load_classifier(directory: str | Path, expected_inputs: dict | None = None) 
     # value, and every tensor of the model (a shared one under any of its names) came from the file.
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), _quiet_logging():
         model = cls.from_pretrained(directory, config=cfg, strict=False)
-    saved = load_file(str(directory / MODEL_FILE))
-    state = model.state_dict()
-    for key, tensor in saved.items():
-        if key not in state:
-            raise ClassifierError(f"{directory}: the file has tensor {key}, which the classifier does not")
-        if state[key].shape != tensor.shape or not torch.equal(state[key].cpu(), tensor.cpu()):
-            raise ClassifierError(f"{directory}: tensor {key} is not what the file holds after loading")
-    groups: dict[int, list[str]] = {}
-    for key, tensor in state.items():
-        groups.setdefault(tensor.data_ptr(), []).append(key)
-    uncovered = sorted(keys[0] for keys in groups.values() if not any(k in saved for k in keys))
-    if uncovered:
-        raise ClassifierError(f"{directory}: the file lacks {len(uncovered)} tensor(s) of the classifier, e.g. {uncovered[:3]}")
+    check_loaded(model, load_file(str(directory / MODEL_FILE)), directory, error=ClassifierError)
     pre = PolicyProcessorPipeline.from_pretrained(directory, config_filename=PREPROCESSOR_CONFIG)
     norm = [s for s in pre.steps if type(s).__name__ == "NormalizerProcessorStep"]
     for k in cfg.input_features:
@@ -563,14 +542,10 @@ def run_classifier(params: StudyParams, out_dir: str | Path, frames_root: str | 
     frames_root = Path(frames_root) if frames_root else out_dir / "frames"
     episodes = record_frames(params, frames_root)
     record_time = time.perf_counter() - t0
-    live_partial = out_dir / "live.partial"
-    if live_partial.exists():
-        shutil.rmtree(live_partial)
+    live_partial = partial_dir(out_dir / "live")
     with Live(dir=str(live_partial), save_dvc_exp=False, dvcyaml=None, report=None) as live:
         metrics = train_classifier(params, frames_root, out_dir, live=live)
-    if (out_dir / "live").exists():
-        shutil.rmtree(out_dir / "live")
-    os.replace(live_partial, out_dir / "live")
+    replace_dir(live_partial, out_dir / "live")
     metrics["timing"]["record_time_s"] = record_time
     metrics["episodes"] = episodes
     scalar = {k: v for k, v in metrics.items() if k not in ("history", "timing", "predictions", "episodes")}
