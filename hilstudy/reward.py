@@ -175,20 +175,21 @@ class Frames:
         return Frames({k: v[t] for k, v in self.obs.items()}, self.label[t], self.episode[idx], self.features)
 
 
-def load_frames(root: str | Path, input_keys: list[str]) -> Frames:
-    """A frames dataset (lerobot's loader), restricted to the classifier's inputs; a dataset without them
-    fails naming what it has."""
+def load_frames(root: str | Path, inputs: list[str] | ClassifierParams) -> Frames:
+    """A frames dataset (lerobot's loader), restricted to the classifier's inputs (keys, or the ones
+    `classifier` params read from these frames); a dataset without them fails naming what it has."""
     from hilstudy.demos import load_demos
 
     ds = load_demos(root)
     features = {k: dict(v) for k, v in ds.meta.features.items()}
-    missing = [k for k in input_keys if k not in features]
+    keys = input_keys(features, inputs) if isinstance(inputs, ClassifierParams) else list(inputs)
+    missing = [k for k in keys if k not in features]
     if missing or LABEL_KEY not in features:
         raise ValueError(f"{root}: frames lack {missing or [LABEL_KEY]} (they have {sorted(features)}): "
                          "re-run the classifier stage for this input")
     cols = ds.hf_dataset.with_format("numpy")
     obs = {}
-    for k in input_keys:
+    for k in keys:
         if features[k]["dtype"] in ("image", "video"):
             obs[k] = torch.stack([ds[i][k] for i in range(len(ds))]).float()
         else:
@@ -362,10 +363,7 @@ def _train(params: StudyParams, frames_root: str | Path, out_dir: Path, live: An
 
     cfg = params.classifier
     seed_everything(cfg.seed)
-    from hilstudy.demos import load_demos
-
-    features = {k: dict(v) for k, v in load_demos(frames_root).meta.features.items()}
-    frames = load_frames(frames_root, input_keys(features, cfg))
+    frames = load_frames(frames_root, cfg)
     train_idx, val_idx = split_frames(frames.episode, cfg.val_episodes, cfg.seed)
     train, val = frames.take(train_idx), frames.take(val_idx)
     if train.label.sum() == 0 or train.label.sum() == len(train.label):
