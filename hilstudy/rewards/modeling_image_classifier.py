@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 
+import torch
 from lerobot.rewards.classifier.modeling_classifier import Classifier
 from lerobot.utils.constants import OBS_IMAGE
 from torch import Tensor
@@ -28,7 +29,7 @@ class ImageClassifierRewardModel(Classifier):
     def _get_encoder_output(self, x: Tensor, image_key: str) -> Tensor:
         encoder = self.encoders[image_key]
         backbone, head = encoder[0], encoder[1:]
-        with contextlib.nullcontext() if self.config.train_backbone else _no_grad():
+        with contextlib.nullcontext() if self.config.train_backbone else torch.no_grad():
             features = backbone(x)
         return head(features)
 
@@ -36,9 +37,3 @@ class ImageClassifierRewardModel(Classifier):
         """(B,) logits of P(success) for a preprocessed batch (cameras in config order)."""
         images = [batch[k] for k in self.config.input_features if k.startswith(OBS_IMAGE)]
         return self.predict(images).logits
-
-
-def _no_grad():
-    import torch
-
-    return torch.no_grad()
