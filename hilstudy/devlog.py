@@ -10,8 +10,11 @@ metric is negated). Over those differences: the interquartile mean and a bootstr
   the opposite one), and it is not supported by the first rule;
 - **inconclusive**: otherwise (the interval is too wide at this number of seeds), and always with fewer
   than `MIN_PAIRS` differences.
-A hypothesis is supported when all its metrics are, not supported when any is, inconclusive otherwise;
-`pending` hypotheses (waiting for a stage that does not exist yet) are reported as such.
+A hypothesis may also claim to matter more than others (`stronger_than`): per seed, its effect (the mean
+of its paired differences) minus the other's effect on the same metric, each signed by its own claim; the
+same rule decides that contrast. A hypothesis is supported when all its metrics and contrasts are, not
+supported when any is, inconclusive otherwise; `pending` hypotheses (waiting for a stage that does not exist
+yet) are reported as such.
 """
 
 from __future__ import annotations
@@ -109,8 +112,32 @@ def paired_differences(h: HypothesisParams, metric: str, sums: dict[str, dict[in
     return np.asarray(diffs)
 
 
-def decide(hid: str, h: HypothesisParams, sums: dict[str, dict[int, dict[str, Any]]], confidence: float = 0.95, reps: int = 2000) -> Verdict:
-    """The verdict on hypothesis `hid` (see the module docstring for the rule)."""
+def per_seed_effects(h: HypothesisParams, metric: str, sums: dict[str, dict[int, dict[str, Any]]]) -> np.ndarray:
+    """The hypothesis' signed effect per seed (the mean of its pairs' differences), in seed order."""
+    d = paired_differences(h, metric, sums)
+    return d.reshape(len(h.treatment), -1).mean(axis=0)
+
+
+def _interval_verdict(d: np.ndarray, lo: float, hi: float, margin: float) -> str:
+    if d.size < MIN_PAIRS:
+        return "inconclusive"  # a bootstrap over one or two differences is no interval at all
+    if lo > 0:
+        return "supported"
+    if hi < margin:
+        return "not supported"
+    return "inconclusive"
+
+
+def decide(
+    hid: str,
+    h: HypothesisParams,
+    sums: dict[str, dict[int, dict[str, Any]]],
+    confidence: float = 0.95,
+    reps: int = 2000,
+    others: dict[str, HypothesisParams] | None = None,
+) -> Verdict:
+    """The verdict on hypothesis `hid` (see the module docstring for the rule); `others`: the devlog's
+    hypotheses, for `stronger_than`."""
     if h.pending is not None:
         return Verdict(hid, h.claim, "pending", h.pending)
     per_metric: dict[str, dict[str, Any]] = {}
@@ -119,15 +146,18 @@ def decide(hid: str, h: HypothesisParams, sums: dict[str, dict[int, dict[str, An
         if not np.all(np.isfinite(d)):
             raise ValueError(f"{hid}: {metric} is missing (NaN) in some runs; cannot decide")
         point, lo, hi = iqm_ci(d, reps=reps, size=confidence)
-        if d.size < MIN_PAIRS:
-            v = "inconclusive"  # a bootstrap over one or two differences is no interval at all
-        elif lo > 0:
-            v = "supported"
-        elif hi < h.margin:
-            v = "not supported"
-        else:
-            v = "inconclusive"
+        v = _interval_verdict(d, lo, hi, h.margin)
         per_metric[metric] = {"direction": direction, "effect_iqm": point, "ci_lo": lo, "ci_hi": hi, "n": int(d.size), "verdict": v}
+        for other in h.stronger_than:
+            o = (others or {})[other]
+            c = per_seed_effects(h, metric, sums) - per_seed_effects(o, metric, sums)
+            if not np.all(np.isfinite(c)):
+                raise ValueError(f"{hid}: {metric} is missing (NaN) in some runs of {other}; cannot decide")
+            point, lo, hi = iqm_ci(c, reps=reps, size=confidence)
+            per_metric[f"{metric}_vs_{other}"] = {
+                "direction": f"effect larger than {other}'s", "effect_iqm": point, "ci_lo": lo, "ci_hi": hi,
+                "n": int(c.size), "verdict": _interval_verdict(c, lo, hi, h.margin),
+            }
     verdicts = [m["verdict"] for m in per_metric.values()]
     if all(v == "supported" for v in verdicts):
         overall = "supported"
@@ -138,7 +168,7 @@ def decide(hid: str, h: HypothesisParams, sums: dict[str, dict[int, dict[str, An
     pct = round(confidence * 100)
     parts = [
         f"{m} ({x['direction']} claimed): effect {x['effect_iqm']:+.3f}, {pct}% CI [{x['ci_lo']:+.3f}, {x['ci_hi']:+.3f}] "
-        f"over {x['n']} seed-paired differences -> {x['verdict']}"
+        f"over {x['n']} {'seed-paired differences' if '_vs_' not in m else 'seeds (contrast of the two effects)'} -> {x['verdict']}"
         + (f" (fewer than {MIN_PAIRS} differences decide nothing)" if x["n"] < MIN_PAIRS else "")
         for m, x in per_metric.items()
     ]
@@ -146,7 +176,7 @@ def decide(hid: str, h: HypothesisParams, sums: dict[str, dict[int, dict[str, An
 
 
 def decide_all(entry: DevlogParams, sums: dict[str, dict[int, dict[str, Any]]]) -> list[Verdict]:
-    return [decide(hid, h, sums, entry.confidence, entry.bootstrap_reps) for hid, h in entry.hypotheses.items()]
+    return [decide(hid, h, sums, entry.confidence, entry.bootstrap_reps, entry.hypotheses) for hid, h in entry.hypotheses.items()]
 
 
 @dataclass

@@ -32,7 +32,7 @@ import torch
 
 from hilstudy.params import StudyParams
 from hilstudy.policy import ActorPolicy, load_policy, make_policy, make_policy_config, observations, save_policy
-from hilstudy.rollout import Transition, episode_metrics, rollout
+from hilstudy.rollout import EpisodeEndReward, Transition, episode_metrics, rollout
 from hilstudy.seeding import seed_everything
 
 EPISODE_SEED_STRIDE = 1_000_003  # episode i of seed s resets with s * stride + i: apart from demo and eval seeds
@@ -353,7 +353,9 @@ class Run:
         if self.env_step == 0 and cfg.eval_episodes > 0 and not self.logs["evals"]:
             self.evaluate()  # success at step 0: what the start (scratch or BC) is worth
         next_ckpt = (self.env_step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-        with make_env(self.params.env) as env:
+        with make_env(self.params.env) as base:
+            # reward `episode_end`: success is judged once, at the time limit (devlog 059's terminal-only signal)
+            env = EpisodeEndReward(base, self.params.env.max_episode_steps) if cfg.reward == "episode_end" else base
             while self.env_step < cfg.env_steps:
                 t0 = time.perf_counter()
                 seed = cfg.seed * EPISODE_SEED_STRIDE + self.episode

@@ -5,7 +5,8 @@ with seeded Gaussian noise on its xyz action. The intervention rule watches the 
 person at the teleoperator would, and takes over when
 
 1. **no progress**: the task potential (see `potential`) has not risen by more than `progress_eps`
-   above its best value for `no_progress_steps` consecutive steps, or
+   above its best value for `no_progress_steps` consecutive steps, while the task is not solved (a
+   policy holding the cube up, which only happens when success does not end the episode, is left to it), or
 2. **harmful gripper** (optional): the policy commands close (gripper > 0.5) with the tcp more than
    3 cm from the cube, or commands open (gripper < -0.5) while holding the cube 1 cm or more up;
 
@@ -39,6 +40,7 @@ LIFT_TO = 0.16  # m above the cube's start height (success is at 0.10)
 CLOSE_CMD, OPEN_CMD = 0.5, -0.5  # policy gripper actions that count as "close" / "open"
 FAR_FROM_CUBE = 0.03  # m: closing farther than this from the cube is harmful
 LIFTED = 0.01  # m: opening while holding the cube this high is harmful
+SUCCESS_LIFT = 0.1  # m: gym-hil's success (sparse reward) is the cube more than 10 cm above its start; no one takes over then
 
 WATCH, WAIT, TAKEOVER = "watch", "wait", "takeover"  # the rule's states
 
@@ -118,8 +120,12 @@ class ScriptedOperator:
 
     # ---------------------------------------------------------------------------- intervention rule
     def _no_progress(self, state: dict[str, Any]) -> bool:
-        """Track the potential; True once it has not beaten its best by progress_eps for k steps."""
+        """Track the potential; True once it has not beaten its best by progress_eps for k steps (never
+        while the cube is held up at the success height: holding it there is the task)."""
         p = potential(state)
+        if state["cube_lift"] > SUCCESS_LIFT:
+            self._best, self._stalled = p, 0
+            return False
         if p > self._best + self.cfg.progress_eps:
             self._best, self._stalled = p, 0
         else:

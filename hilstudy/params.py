@@ -119,7 +119,7 @@ class FinetuneParams(Section):
     bc_weight: float = Field(0.0, ge=0.0, le=100.0)  # BC loss weight on intervention transitions (0: plain SAC)
     bc_mode: Literal["fixed", "q_normalized"] = "fixed"  # devlog's L_SAC + w*MSE, or TD3+BC's Q-normalized weighting
     bc_alpha: float = Field(2.5, gt=0.0)  # TD3+BC alpha for q_normalized
-    reward: Literal["terminal", "classifier"] = "terminal"  # terminal: the sim's own success check | classifier: the classifier stage's verdict every step (set by the run group)
+    reward: Literal["terminal", "episode_end", "classifier"] = "terminal"  # terminal: the sim's per-step success check (1 on the step the cube is up, which ends the episode) | episode_end: judged once at the time limit | classifier: the classifier stage's verdict every step (only through runs.classifier_from_*)
     interventions: bool = True  # the simulated operator may take over (False: no human in the loop)
     takeover_is_failure: bool = True  # the policy's transition before a takeover ends its attempt (done, reward 0)
     env_steps: int = Field(10_000, ge=1, le=10_000_000)  # environment steps of fine-tuning
@@ -143,11 +143,12 @@ class FinetuneParams(Section):
 
 
 RUN_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # a run's name is part of stage names and folder names
-RUN_FIXED_KEYS = ("seed", "init", "reward")  # set by the matrix (seeds) and by the run's group (init, reward)
-# run group -> (init, reward, DVC stage group): a group fixes what its stages depend on (the BC actor, the classifier)
+RUN_FIXED_KEYS = ("seed", "init")  # set by the matrix (seeds) and by the run's group (init; reward in classifier groups)
+# run group -> (init, reward, DVC stage group): a group fixes what its stages depend on (the BC actor, the
+# classifier). reward None: the run's own `reward` (terminal or episode_end, which need no input file)
 RUN_GROUPS = {
-    "from_scratch": ("scratch", "terminal", "ft-scratch"),
-    "from_bc": ("bc", "terminal", "ft-bc"),
+    "from_scratch": ("scratch", None, "ft-scratch"),
+    "from_bc": ("bc", None, "ft-bc"),
     "classifier_from_scratch": ("scratch", "classifier", "ft-scratch-clf"),
     "classifier_from_bc": ("bc", "classifier", "ft-bc-clf"),
 }
@@ -185,6 +186,7 @@ class HypothesisParams(Section):
     control: list[str] = []  # runs without it
     metrics: dict[str, Literal["higher", "lower"]] = {}  # metric -> the direction the claim predicts
     margin: float = Field(0.05, ge=0.0)  # smallest effect that matters: a CI below it says "not supported"
+    stronger_than: list[str] = []  # other hypotheses of the devlog whose effect this one claims to exceed (same metrics, seed by seed)
     pending: str | None = None  # why it cannot be decided yet (e.g. needs a stage that does not exist)
 
 
@@ -361,7 +363,14 @@ def _check_runs(study: StudyParams, source: str) -> list[str]:
             for key in overrides:
                 if key in RUN_FIXED_KEYS:
                     problems.append(f"{source}: {where}.{key}: set by the study, not per run "
-                                    "(seed: runs.seeds; init and reward: the run's group, e.g. from_bc, classifier_from_scratch)")
+                                    "(seed: runs.seeds; init: the run's group, e.g. from_bc or from_scratch)")
+            fixed_reward = RUN_GROUPS[group][1]
+            if fixed_reward is not None and "reward" in overrides:
+                problems.append(f"{source}: {where}.reward: set by the run's group ({group}: {fixed_reward}), not per run")
+            elif fixed_reward is None and overrides.get("reward", study.finetune.reward) == "classifier":
+                key = f"{where}.reward" if "reward" in overrides else "finetune.reward"
+                problems.append(f"{source}: {key}: a classifier-rewarded run belongs under runs.classifier_from_scratch "
+                                "or runs.classifier_from_bc (their stages depend on the classifier); here: terminal or episode_end")
             try:
                 FinetuneParams.model_validate({**base, **{k: v for k, v in overrides.items() if k not in RUN_FIXED_KEYS}})
             except ValidationError as err:
@@ -395,6 +404,17 @@ def _check_devlogs(study: StudyParams, source: str) -> list[str]:
             for m in h.metrics:
                 if m not in DECIDING_METRICS:
                     problems.append(f"{source}: {hw}.metrics.{m}: unknown metric{_suggest(m, list(DECIDING_METRICS))}")
+            for other in h.stronger_than:
+                o = d.hypotheses.get(other)
+                if o is None or other == hid:
+                    problems.append(f"{source}: {hw}.stronger_than: '{other}' is not another hypothesis of {where}"
+                                    f"{_suggest(other, [k for k in d.hypotheses if k != hid])}")
+                elif o.pending is not None:
+                    problems.append(f"{source}: {hw}.stronger_than: '{other}' is pending; it has no effect to compare with")
+                else:
+                    for m in h.metrics:
+                        if m not in o.metrics:
+                            problems.append(f"{source}: {hw}.stronger_than: '{other}' does not measure {m}")
     return problems
 
 
@@ -405,7 +425,9 @@ def run_params(study: StudyParams, run: str, seed: int | None = None) -> StudyPa
     if run not in groups:
         raise ParamsError(f"unknown run '{run}'{_suggest(run, sorted(groups))}")
     init, reward, _ = RUN_GROUPS[groups[run]]
-    ft = {**study.finetune.model_dump(), **getattr(study.runs, groups[run])[run], "init": init, "reward": reward}
+    ft = {**study.finetune.model_dump(), **getattr(study.runs, groups[run])[run], "init": init}
+    if reward is not None:
+        ft["reward"] = reward
     if seed is not None:
         ft["seed"] = seed
     return study.model_copy(update={"finetune": FinetuneParams.model_validate(ft)})

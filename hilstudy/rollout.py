@@ -48,6 +48,38 @@ class Transition:
         return self.terminated or self.truncated
 
 
+class EpisodeEndReward:
+    """Reward `episode_end`, devlog 059's terminal-only signal: success is judged once, when the time is up.
+
+    Success does not end the episode: it runs to `max_steps` (or until the env ends it otherwise, e.g. the
+    cube leaving the table, a failure rewarded 0). Only the last step is rewarded: 1 if the task is solved
+    then (the cube still up), 0 otherwise, like a person who presses success or failure when the episode's
+    time is up. That step is `terminated`, not `truncated`: the verdict ends the task and nothing is
+    bootstrapped past it. Compare the sim's own reward (`terminal`), which is a per-step success check: 1 on
+    the step the cube is lifted, which ends the episode, as a perfect reward classifier would.
+    """
+
+    def __init__(self, env: Any, max_steps: int):
+        self.env, self.max_steps, self._t = env, max_steps, 0
+        self.observation_space, self.action_space = env.observation_space, env.action_space
+
+    def reset(self, seed: int | None = None):
+        self._t = 0
+        return self.env.reset(seed=seed)
+
+    def step(self, action: np.ndarray):
+        obs, _, terminated, truncated, info = self.env.step(action)
+        self._t += 1
+        if info["success"]:
+            terminated = False  # the env ends on success; here only the time limit ends a solved task
+        end = self._t >= self.max_steps
+        reward = float(end and info["success"])
+        return obs, reward, bool(terminated or end), False, info
+
+    def sim_state(self) -> dict[str, Any]:
+        return self.env.sim_state()
+
+
 def rollout(
     env: Any,
     policy: Policy | None = None,

@@ -23,10 +23,12 @@
 # starting at step 0 — a BC start that online SAC unlearns shows here; per episode the intervention
 # rate, success and action jitter; per update the critic, actor, temperature and BC losses.
 #
-# Reward (`finetune.reward`, set by the run's group): `terminal`, the sim's own success check (1 on the step the
-# cube is lifted, which ends the episode), or `classifier`, the classifier stage's verdict on every step, which
-# also ends the episode when it says success (lerobot's classifier processor step); then each episode also
-# counts the steps where the classifier disagreed with the sim's truth.
+# Reward (`finetune.reward`): `terminal`, the sim's own success check (1 on the step the cube is lifted, which
+# ends the episode: a per-step check, as a perfect classifier would give); `episode_end`, devlog 059's
+# terminal-only signal (the episode runs to its time limit and only its last step is rewarded, 1 if the cube
+# is up then); or, for runs under `runs.classifier_from_*`, `classifier`, the classifier stage's verdict on
+# every step, which also ends the episode when it says success (lerobot's classifier processor step); then
+# each episode also counts the steps where the classifier disagreed with the sim's truth.
 #
 # Inputs: demos, BC policy (init `bc`), classifier (reward `classifier`), params `env`, `operator`, `policy`, `finetune`.
 # Outputs (under `out_dir`): `metrics.json`, `episodes.csv`, `evals.csv`, `updates.csv`, `live/`,

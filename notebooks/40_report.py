@@ -57,7 +57,8 @@ for hid, h in entry.hypotheses.items():
         lines.append(f"- **{hid}**: {h.claim} — *pending: {h.pending}*")
     else:
         metrics = ", ".join(f"{m} ({d})" for m, d in h.metrics.items())
-        lines.append(f"- **{hid}**: {h.claim}. Treatment {h.treatment} vs control {h.control}, on {metrics}.")
+        stronger = f" Its effect is claimed to exceed that of {', '.join(h.stronger_than)}." if h.stronger_than else ""
+        lines.append(f"- **{hid}**: {h.claim}. Treatment {h.treatment} vs control {h.control}, on {metrics}.{stronger}")
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]

@@ -125,3 +125,24 @@ def test_report_files(tmp_path):
     before = {p.name: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
     write_report(build_report(s, "t", root), tmp_path / "out")
     assert {p.name: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()} == before
+
+
+def test_stronger_than_contrasts_the_effects_seed_by_seed(tmp_path):
+    """H2 (a big effect) claims to matter more than H1 (a small one): the per-seed contrast decides, and the
+    reverse claim is not supported."""
+    runs = {"seeds": [0, 1, 2], "from_scratch": {"base": {}, "small": {}, "big": {}}}
+    hyp = lambda t, **kw: {"claim": t, "treatment": [t], "control": ["base"], "metrics": {"eval_success_mean": "higher"}, **kw}
+    s = P.validate({"runs": runs, "devlogs": {"t": {"title": "toy", "runs": ["base", "small", "big"], "hypotheses": {
+        "H1": hyp("small"), "H2": hyp("big", stronger_than=["H1"]), "H3": hyp("small", stronger_than=["H2"])}}}})
+    for seed, (b, sm, bg) in enumerate([(0.2, 0.3, 0.8), (0.3, 0.35, 0.9), (0.25, 0.3, 0.85)]):
+        for name, success in (("base", b), ("small", sm), ("big", bg)):
+            write_run(tmp_path / f"{name}-s{seed}", 0.3, success)
+    from hilstudy.devlog import decide_all, summaries
+
+    sums = summaries(load_runs(s, "t", tmp_path))
+    v = {x.hypothesis: x for x in decide_all(s.devlogs["t"], sums)}
+    contrast = v["H2"].metrics["eval_success_mean_vs_H1"]
+    assert contrast["n"] == 3 and contrast["effect_iqm"] == pytest.approx(np.mean([0.5, 0.55, 0.55])) and contrast["ci_lo"] > 0
+    assert v["H2"].verdict == "supported" and "eval_success_mean_vs_H1" in v["H2"].reason
+    assert v["H3"].metrics["eval_success_mean"]["verdict"] == "supported"  # a real effect, but the smaller one
+    assert v["H3"].metrics["eval_success_mean_vs_H2"]["verdict"] == "not supported" and v["H3"].verdict == "not supported"

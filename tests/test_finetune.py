@@ -192,3 +192,23 @@ def test_classifier_reward_without_a_classifier_fails_before_compute(inputs, tmp
     with pytest.raises(ValueError, match="no classifier folder"):
         finetune(tiny(reward="classifier"), demos, tmp_path)
     assert not (tmp_path / "checkpoint").exists()
+
+
+def test_episode_end_reward_rewards_only_the_last_step(inputs, tmp_path):
+    """reward episode_end (devlog 059's terminal-only signal): every episode runs to the time limit and only its
+    last step may be rewarded; that step is stored as done (the verdict), never as a truncation."""
+    demos, _ = inputs
+    raw = {k: dict(v) for k, v in TINY.items()}
+    raw["env"] = {"max_episode_steps": 20}
+    raw["finetune"].update(reward="episode_end", env_steps=100, learning_starts=30, eval_episodes=0)
+    s, run = finetune(P.validate(raw), demos, tmp_path)
+    assert s["env_steps"] == 100 and [e["length"] for e in run.logs["episodes"]] == [20.0] * 5
+    done, trunc, reward, inter = online_rows(run)
+    ends = np.flatnonzero(np.array([t for e in run.logs["episodes"] for t in [0] * 19 + [1]]))
+    assert not trunc.any() and done[ends].all()
+    others = np.setdiff1d(np.arange(len(reward)), ends)
+    assert (reward[others] == 0).all()
+    # the verdict is 0 or 1, and it is each episode's whole return
+    assert set(np.unique(reward[ends])) <= {0.0, 1.0}
+    assert reward[ends].sum() == sum(e["return"] for e in run.logs["episodes"])
+

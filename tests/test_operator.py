@@ -224,3 +224,12 @@ def test_operator_rescues_an_idle_policy_in_sim(env):
     assert m["success"] == 1.0 and m["takeovers"] == 1 and 0 < m["intervention_rate"] < 1
     assert not tr[0].is_intervention and tr[-1].is_intervention
     assert all(t.info is not None for t in tr)
+
+
+def test_no_takeover_while_the_task_is_solved():
+    """Only a reward that does not end the episode on success (episode_end) lets a policy hold the cube up;
+    a person does not take over from it, but does when the cube is still below the success height."""
+    held = state(tcp=(0.4, 0.0, 0.13), cube=(0.4, 0.0, 0.13), gripper=1.0, lift=0.11, grasped=True)
+    assert not any(flags(op(), 40, held)[0])
+    low = state(tcp=(0.4, 0.0, 0.07), cube=(0.4, 0.0, 0.07), gripper=1.0, lift=0.05, grasped=True)
+    assert any(flags(op(), 40, low)[0])

@@ -29,13 +29,20 @@ def test_devlog_059_is_registered():
     """Devlog 059's hypotheses are in params.yaml before any run: BC loss and BC init, scratch vs bc."""
     study = P.load(ROOT / "params.yaml")
     d = study.devlogs["059"]
-    assert set(d.hypotheses) == {"H1", "H2", "H3"} and d.hypotheses["H3"].pending
+    assert set(d.hypotheses) == {"H1", "H2", "H3"} and not any(h.pending for h in d.hypotheses.values())
     runs = P.all_runs(study)
     for r in d.runs:
         assert r in runs
     h1 = d.hypotheses["H1"]
     for t, c in zip(h1.treatment, h1.control):  # H1 pairs differ only in bc_weight
         assert runs[t][0] == runs[c][0] and runs[t][1]["bc_weight"] > 0 == runs[c][1]["bc_weight"]
+    # H3 pairs differ only in the reward: the learned per-step classifier vs the verdict at the episode's end
+    h3 = d.hypotheses["H3"]
+    ft = {r: P.run_params(study, r).finetune for r in [*h3.treatment, *h3.control]}
+    for t, c in zip(h3.treatment, h3.control):
+        assert (ft[t].reward, ft[c].reward) == ("classifier", "episode_end")
+        assert ft[t].model_dump(exclude={"reward"}) == ft[c].model_dump(exclude={"reward"})
+    assert h3.stronger_than == ["H1", "H2"]
 
 
 RUNS = {"seeds": [0], "from_scratch": {"a": {"bc_weight": 0.0}}, "from_bc": {"b": {"bc_weight": 0.5}}}
@@ -51,7 +58,17 @@ H = {"claim": "c", "treatment": ["b"], "control": ["a"], "metrics": {"eval_succe
         ({"runs": {**RUNS, "from_bc": {"a": {}}}}, "run 'a' is in both from_scratch and from_bc"),
         ({"runs": {**RUNS, "classifier_from_scratch": {"a": {}}}}, "run 'a' is in both from_scratch and classifier_from_scratch"),
         ({"runs": {**RUNS, "classifier_from_bc": {"c": {"reward": "terminal"}}}},
-         "runs.classifier_from_bc.c.reward: set by the study, not per run"),
+         "runs.classifier_from_bc.c.reward: set by the run's group (classifier_from_bc: classifier), not per run"),
+        ({"runs": {**RUNS, "from_bc": {"b": {"reward": "classifier"}}}},
+         "runs.from_bc.b.reward: a classifier-rewarded run belongs under runs.classifier_from_scratch or runs.classifier_from_bc"),
+        ({"runs": RUNS, "finetune": {"reward": "classifier"}}, "finetune.reward: a classifier-rewarded run belongs under"),
+        ({"runs": {**RUNS, "from_bc": {"b": {"reward": "end"}}}},
+         "runs.from_bc.b.reward: Input should be 'terminal', 'episode_end' or 'classifier'"),
+        ({"runs": RUNS, "devlogs": {"1": {"title": "t", "runs": ["a", "b"], "hypotheses": {"H": {**H, "stronger_than": ["H2"]}}}}},
+         "devlogs.1.hypotheses.H.stronger_than: 'H2' is not another hypothesis of devlogs.1"),
+        ({"runs": RUNS, "devlogs": {"1": {"title": "t", "runs": ["a", "b"], "hypotheses": {
+            "H": {**H, "stronger_than": ["G"]}, "G": {**H, "metrics": {"intervention_rate_mean": "lower"}}}}}},
+         "devlogs.1.hypotheses.H.stronger_than: 'G' does not measure eval_success_mean"),
         ({"classifier": {"input": "camera"}}, "classifier.input: Input should be 'state' or 'images'"),
         ({"classifier": {"threshold": 1.5}}, "classifier.threshold: Input should be less than 1"),
         ({"runs": {**RUNS, "from_bc": {"B/x": {}}}}, "runs.from_bc.B/x: a run name must match"),
@@ -156,7 +173,13 @@ def test_find_params_file_walks_up(tmp_path):
 
 
 def test_run_groups_set_init_and_reward():
-    study = P.validate({"runs": {**RUNS, "classifier_from_scratch": {"c": {}}, "classifier_from_bc": {"d": {"bc_weight": 0.5}}}})
-    got = {r: (P.run_params(study, r).finetune.init, P.run_params(study, r).finetune.reward) for r in "abcd"}
-    assert got == {"a": ("scratch", "terminal"), "b": ("bc", "terminal"), "c": ("scratch", "classifier"), "d": ("bc", "classifier")}
-    assert [P.run_stage(study, r, 1) for r in "abcd"] == ["ft-scratch@a-1", "ft-bc@b-1", "ft-scratch-clf@c-1", "ft-bc-clf@d-1"]
+    study = P.validate({"runs": {**RUNS, "from_scratch": {"a": {}, "e": {"reward": "episode_end"}},
+                                 "classifier_from_scratch": {"c": {}}, "classifier_from_bc": {"d": {"bc_weight": 0.5}}}})
+    got = {r: (P.run_params(study, r).finetune.init, P.run_params(study, r).finetune.reward) for r in "abcde"}
+    assert got == {"a": ("scratch", "terminal"), "b": ("bc", "terminal"), "c": ("scratch", "classifier"), "d": ("bc", "classifier"),
+                   "e": ("scratch", "episode_end")}
+    assert [P.run_stage(study, r, 1) for r in "abcde"] == ["ft-scratch@a-1", "ft-bc@b-1", "ft-scratch-clf@c-1", "ft-bc-clf@d-1",
+                                                           "ft-scratch@e-1"]
+    # the section's reward is every terminal-group run's default; a classifier group always sets its own
+    study = P.validate({"runs": {**RUNS, "classifier_from_scratch": {"c": {}}}, "finetune": {"reward": "episode_end"}})
+    assert [P.run_params(study, r).finetune.reward for r in "abc"] == ["episode_end", "episode_end", "classifier"]

@@ -49,3 +49,23 @@ def test_episode_metrics_by_hand():
     m = episode_metrics([t([0, 0, 0, 0]), t([1, 0, 0, 0], intervene=True, start=True), t([1, 1, 0, 0], 1.0, True, success=True)])
     assert m == {"return": 1.0, "success": 1.0, "length": 3.0, "intervention_steps": 2.0,
                  "intervention_rate": pytest.approx(2 / 3), "takeovers": 1.0, "jitter": pytest.approx(2 / 8)}
+
+
+# ----------------------------------------------------------------------- reward `episode_end` (devlog 059's terminal-only)
+def test_episode_end_reward_judges_success_once_at_the_time_limit(env):
+    from hilstudy.rollout import EpisodeEndReward
+
+    judged = EpisodeEndReward(env, 30)
+    # the operator picks the cube (success near step 17) and holds it: the episode does not end there
+    tr = list(rollout(judged, operator=ScriptedOperator(OperatorParams(noise_std=0.0)), seed=0))
+    first = next(i for i, t in enumerate(tr) if t.success)
+    assert first < 29 and len(tr) == 30
+    assert [t.reward for t in tr] == [0.0] * 29 + [1.0] and tr[-1].success
+    assert tr[-1].terminated and not tr[-1].truncated  # the verdict ends the task: nothing to bootstrap
+    assert not any(t.terminated or t.truncated for t in tr[:-1])
+    # a policy that never lifts the cube: no reward at all, the same end
+    idle = list(rollout(judged, policy=lambda obs: np.zeros(4), seed=0))
+    assert len(idle) == 30 and sum(t.reward for t in idle) == 0.0 and idle[-1].terminated and not idle[-1].success
+    # the plain env on the same pick: reward 1 on the success step, which ends the episode (a per-step check)
+    plain = list(rollout(env, operator=ScriptedOperator(OperatorParams(noise_std=0.0)), seed=0))
+    assert len(plain) == first + 1 and plain[-1].reward == 1.0 and plain[-1].terminated
