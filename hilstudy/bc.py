@@ -46,6 +46,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hilstudy.faults import check_finite
 from hilstudy.params import StudyParams
 from hilstudy.policy import (
     ActorPolicy,
@@ -267,6 +268,7 @@ def _train_bc(params: StudyParams, demos_root: str | Path, out_dir: str | Path, 
     for step in range(1, cfg.steps + 1):
         idx = torch.randint(len(train), (cfg.batch_size,), generator=gen)
         loss = bc_loss(policy, {k: v[idx] for k, v in train.obs.items()}, train.action[idx])
+        check_finite({"bc train loss": loss.item()}, f"bc: step {step}", "before any weights were saved (the previous outputs stay)")
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hilstudy.faults import NumericalFault, check_finite
 from hilstudy.params import StudyParams
 from hilstudy.policy import ActorPolicy, load_policy, make_policy, make_policy_config, observations, save_policy
 from hilstudy.rollout import EpisodeEndReward, Transition, episode_metrics, rollout
@@ -318,13 +319,40 @@ class Run:
         return True
 
     # ------------------------------------------------------------------------------------ logging
+    def _update(self):
+        """One learner step (lerobot's trainer: critic, actor and temperature updates, at the UTD ratio).
+
+        A NaN that enters mid-step (e.g. a corrupt transition) can make lerobot raise before any loss comes
+        back (a NaN actor fails its Gaussian's Cholesky); that failure is reported as the numerical fault it
+        is, naming the non-finite tensors."""
+        try:
+            stats = self.trainer.training_step()
+        except (RuntimeError, ValueError) as err:
+            bad = [k for k, v in self.algorithm.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+            if not bad:
+                raise
+            raise NumericalFault(
+                f"fine-tuning {self.out}: update {self.updates + 1} (env step {self.env_step}): non-finite weights in "
+                f"{', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''} ({type(err).__name__}); stopped, {self._kept()}"
+            ) from err
+        self.updates += 1
+        return stats
+
     def _log_update(self, stats) -> None:
-        for k, v in {**stats.losses, **stats.extra}.items():
-            self._acc.setdefault(k, []).append(float(v))
+        values = {k: float(v) for k, v in {**stats.losses, **stats.extra}.items()}
+        check_finite(values, f"fine-tuning {self.out}: update {self.updates} (env step {self.env_step})", self._kept())
+        for k, v in values.items():
+            self._acc.setdefault(k, []).append(v)
         if self.updates % self.cfg.log_every == 0:
             row = {"env_step": self.env_step, "update": self.updates, **{k: float(np.mean(v)) for k, v in self._acc.items()}}
             self.logs["updates"].append(row)
             self._acc = {}
+
+    def _kept(self) -> str:
+        state = self.ckpt / "training_state" / "training_step.json"
+        if not state.exists():
+            return "no checkpoint was saved yet"
+        return f"the last good checkpoint is kept ({self.ckpt}, env step {json.loads(state.read_text())['env_step']})"
 
     def evaluate(self) -> None:
         from hilstudy.bc import evaluate
@@ -368,9 +396,7 @@ class Run:
                     episode.append(tr)
                     self.env_step += 1
                     if self.env_step > cfg.learning_starts:
-                        stats = self.trainer.training_step()
-                        self.updates += 1
-                        self._log_update(stats)
+                        self._log_update(self._update())
                     if cfg.eval_episodes > 0 and self.env_step % cfg.eval_every == 0:
                         self.evaluate()
                     if self.env_step >= cfg.env_steps:

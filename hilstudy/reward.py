@@ -33,7 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from hilstudy.faults import check_finite
 from hilstudy.io import partial_dir, replace_dir
+from hilstudy.operator import SUCCESS_LIFT
 from hilstudy.params import ClassifierParams, StudyParams
 from hilstudy.rollout import Transition, rollout
 from hilstudy.seeding import seed_everything
@@ -45,7 +47,6 @@ PREPROCESSOR_CONFIG = "classifier_preprocessor.json"
 POSTPROCESSOR_CONFIG = "classifier_postprocessor.json"
 MODEL_FILE = "model.safetensors"
 STATE_TYPE, IMAGE_TYPE = "hilstudy_state_classifier", "hilstudy_image_classifier"
-SUCCESS_LIFT = 0.1  # m: gym-hil's success (sparse reward) is the cube more than 10 cm above its start
 
 
 class ClassifierError(RuntimeError):
@@ -400,6 +401,8 @@ def _train(params: StudyParams, frames_root: str | Path, out_dir: Path, live: An
         idx = torch.randint(len(train.label), (cfg.batch_size,), generator=gen)
         logits = model.success_logits({k: v[idx] for k, v in x_train.items()})
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, train.label[idx], pos_weight=pos_weight)
+        check_finite({"classifier train loss": loss.item()}, f"classifier: step {step}",
+                     "before anything was saved (the previous outputs stay)")
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params_trainable, 1.0)

@@ -129,3 +129,28 @@ def test_too_many_validation_episodes_fail_before_training(demos, tmp_path):
     with pytest.raises(ValueError, match=r"bc.val_episodes \(4\)"):
         train_bc(small(val_episodes=4), demos, tmp_path)
     assert not (tmp_path / "policy").exists()
+
+
+def test_a_nan_loss_stops_bc_naming_the_step_and_keeps_the_previous_outputs(trained, demos, monkeypatch):
+    """A NaN loss (here forced at step 3) stops training before the next optimizer step; the stage's
+    outputs from the last good run stay as they were."""
+    import hilstudy.bc as bc
+    from hilstudy.faults import NumericalFault
+
+    out, _ = trained
+
+    def outputs():  # the stage's outputs (a failed run may leave its *.partial work folders; the next run clears them)
+        return {f: f.read_bytes() for f in out.rglob("*") if f.is_file() and not any(p.endswith(".partial") for p in f.parts)}
+
+    before = outputs()
+    real, calls = bc.bc_loss, []
+
+    def nan_at_step_3(*args):
+        calls.append(1)
+        loss = real(*args)
+        return loss * float("nan") if len(calls) == 4 else loss  # call 1 is the step-0 validation loss
+
+    monkeypatch.setattr(bc, "bc_loss", nan_at_step_3)
+    with pytest.raises(NumericalFault, match=r"bc: step 3: bc train loss = nan; stopped"):
+        run_bc(small(), demos, out)
+    assert outputs() == before

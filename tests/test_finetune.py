@@ -212,3 +212,19 @@ def test_episode_end_reward_rewards_only_the_last_step(inputs, tmp_path):
     assert set(np.unique(reward[ends])) <= {0.0, 1.0}
     assert reward[ends].sum() == sum(e["return"] for e in run.logs["episodes"])
 
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(inputs, tmp_path):
+    """Corrupt transitions (NaN rewards in the offline buffer) after a resume: the first update's critic
+    loss is NaN, the run stops naming the update and the loss, and the checkpoint stays byte for byte."""
+    from hilstudy.faults import NumericalFault
+
+    demos, bc = inputs
+    with pytest.raises(StopRun):
+        finetune(tiny(), demos, tmp_path, bc_dir=bc, stop_at=60)
+    before = {f: f.read_bytes() for f in (tmp_path / "checkpoint").rglob("*") if f.is_file()}
+    run = Run(tiny(), demos, bc, tmp_path)
+    assert run.resume()
+    run.offline.rewards[: len(run.offline)] = float("nan")
+    with pytest.raises(NumericalFault, match=r"update \d+ \(env step \d+\): .*(loss_critic = nan|non-finite weights in).*last good checkpoint is kept"):
+        run.run()
+    assert {f: f.read_bytes() for f in (tmp_path / "checkpoint").rglob("*") if f.is_file()} == before
