@@ -56,7 +56,8 @@ def _summary(args: argparse.Namespace) -> int:
 
     table = summarize(args.runs)
     cols = [
-        "run", "env_steps", "eval_success_start", "eval_success_final", "eval_success_best", "step_eval_success_ge_bar",
+        "run", "env_steps", "eval_success_start", "eval_success_min_after_start", "eval_success_final", "eval_success_best",
+        "step_eval_success_ge_bar",
         "intervention_rate_first20", "intervention_rate_last20", "step_intervention_lt_bar", "meets_bar", "train_time_s",
     ]
     with pd.option_context("display.width", 250, "display.max_columns", 20):

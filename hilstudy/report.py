@@ -86,6 +86,8 @@ def log_summary(episodes: pd.DataFrame, evals: pd.DataFrame) -> dict[str, Any]:
         out["eval_success_best"] = float(ev.success_rate.max())
         out["eval_success_mean"] = float(ev.success_rate.mean())
         out["step_eval_success_ge_bar"] = first_step_at_or_above(ev.env_step, ev.success_rate, SUCCESS_BAR)
+        # the worst evaluation once fine-tuning began: how far a good (BC) start fell before online RL recovered it
+        out["eval_success_min_after_start"] = float(ev.success_rate.iloc[1:].min()) if len(ev) > 1 else None
     if len(ep):
         out["intervention_rate_first20"] = float(ep.intervention_rate.iloc[:WINDOW].mean())
         out["intervention_rate_last20"] = float(ep.intervention_rate.iloc[-WINDOW:].mean())

@@ -179,3 +179,48 @@ def test_every_stage_declares_the_params_its_notebook_reads():
         declared = {(p if isinstance(p, str) else next(iter(p))).split(".")[0] for p in stage.get("params", [])}
         assert read <= declared, f"stage {name}: notebook reads {sorted(read - declared)} not in dvc.yaml params"
         assert notebook in stage["deps"], f"stage {name}: {notebook} is not a dep"
+
+
+def _module_file(name: str) -> Path | None:
+    p = ROOT / Path(*name.split("."))
+    return p.with_suffix(".py") if p.with_suffix(".py").is_file() else (p / "__init__.py" if (p / "__init__.py").is_file() else None)
+
+
+def _hilstudy_imports(path: Path) -> set[str]:
+    """hilstudy modules a file imports anywhere (a function-local import is a dependency too)."""
+    import ast
+
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.split(".")[0] == "hilstudy"}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "hilstudy":
+            out |= {f"{node.module}.{a.name}" if _module_file(f"{node.module}.{a.name}") else node.module for a in node.names}
+    return out
+
+
+def library_closure(notebook: Path) -> set[str]:
+    """Files of hilstudy a notebook runs, transitively (the package's __init__.py, which only sets environment
+    variables, aside)."""
+    seen: set[str] = set()
+    todo = list(_hilstudy_imports(notebook))
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo += list(_hilstudy_imports(_module_file(m))) if _module_file(m) else []
+    files = {str(_module_file(m).relative_to(ROOT)) for m in seen if _module_file(m)}
+    return files - {"hilstudy/__init__.py"}
+
+
+def test_every_stage_depends_on_the_library_code_its_notebook_runs():
+    """A change to any hilstudy module a stage runs must re-run the stage: otherwise its outputs (e.g. a run's
+    metrics.json, written by report.log_summary) silently keep what older code made."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        stage = stage.get("do", stage)
+        cmd = stage["cmd"] if isinstance(stage["cmd"], str) else " ".join(stage["cmd"])
+        notebook = next(w for w in cmd.split() if w.startswith("notebooks/"))
+        deps = [d if isinstance(d, str) else next(iter(d)) for d in stage["deps"]]
+        missing = sorted(f for f in library_closure(ROOT / notebook) if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps))
+        assert not missing, f"stage {name}: {notebook} runs {missing}, not in its deps"

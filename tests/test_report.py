@@ -52,6 +52,7 @@ def test_run_summary_from_files(tmp_path):
     s = run_summary(load_run(d))
     assert s["run"] == "bc-bc0.5-s0" and s["env_steps"] == 800
     assert s["eval_success_start"] == 0.3 and s["eval_success_final"] == 1.0 and s["step_eval_success_ge_bar"] == 400
+    assert s["eval_success_min_after_start"] == 0.9
     assert s["intervention_rate_first20"] == 0.5 and s["intervention_rate_last20"] == 0.0
     rate = running_mean([0.5] * 20 + [0.0] * 20)
     first = next(i for i in range(19, 40) if rate[i] < 0.15)
