@@ -9,15 +9,16 @@ checkpoint, BC and the classifier keep the previous stage outputs (they replace 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 
 class NumericalFault(FloatingPointError):
     """A loss (or another training statistic) became NaN or infinite."""
 
 
-def check_finite(values: Mapping[str, float], where: str, kept: str) -> None:
-    """Raise NumericalFault naming every non-finite value, `where` it happened and what was `kept`."""
+def check_finite(values: Mapping[str, float], where: str, kept: str | Callable[[], str]) -> None:
+    """Raise NumericalFault naming every non-finite value, `where` it happened and what was `kept` (a callable
+    is asked only on a fault: checks run every training step)."""
     bad = [f"{k} = {v}" for k, v in values.items() if not math.isfinite(v)]
     if bad:
-        raise NumericalFault(f"{where}: {', '.join(bad)}; stopped, {kept}")
+        raise NumericalFault(f"{where}: {', '.join(bad)}; stopped, {kept() if callable(kept) else kept}")

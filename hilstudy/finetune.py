@@ -340,7 +340,7 @@ class Run:
 
     def _log_update(self, stats) -> None:
         values = {k: float(v) for k, v in {**stats.losses, **stats.extra}.items()}
-        check_finite(values, f"fine-tuning {self.out}: update {self.updates} (env step {self.env_step})", self._kept())
+        check_finite(values, f"fine-tuning {self.out}: update {self.updates} (env step {self.env_step})", self._kept)
         for k, v in values.items():
             self._acc.setdefault(k, []).append(v)
         if self.updates % self.cfg.log_every == 0:
