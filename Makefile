@@ -22,6 +22,7 @@ lab: env
 	jupyter lab notebooks/
 
 bench: env
+	python benchmarks/speed.py
 	python benchmarks/expert.py
 
 clean-env:

@@ -40,6 +40,7 @@ class EnvParams(Section):
     random_cube: bool = True  # sample the cube's xy position at every reset (from the episode seed)
     action_scale: float = Field(0.025, gt=0.0, le=0.1)  # metres the end effector target moves per unit xyz action
     max_episode_steps: int = Field(100, ge=1, le=10_000)  # time limit in control steps (10 Hz): then `truncated`
+    fast_sim: bool = True  # sim: gym-hil's controller compiled (hilstudy/fastsim.py), same trajectories bit for bit, ~3x faster
 
 
 class OperatorParams(Section):

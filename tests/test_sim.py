@@ -116,7 +116,10 @@ def test_time_limit_truncates_without_terminating():
 def test_no_reset_delay_and_base_env_direct(env):
     from gym_hil.envs import PandaPickCubeGymEnv
 
-    assert type(env._base) is PandaPickCubeGymEnv  # not the registered ids: no viewer, no ResetDelayWrapper
+    from hilstudy.fastsim import FastPandaPickCubeGymEnv
+
+    # not the registered ids: no viewer, no ResetDelayWrapper; gym-hil's class, its controller compiled (fast_sim)
+    assert type(env._base) is FastPandaPickCubeGymEnv and FastPandaPickCubeGymEnv.__bases__ == (PandaPickCubeGymEnv,)
     t0 = time.perf_counter()
     env.reset(seed=0)
     assert time.perf_counter() - t0 < 0.5  # stock gym-hil sleeps 1 s here

@@ -1,0 +1,90 @@
+"""The compiled controller (env.fast_sim) against gym-hil's own: equal torques and equal trajectories, bit for bit."""
+
+import numpy as np
+import pytest
+from gym_hil.controllers.opspace import opspace
+
+from hilstudy.fastsim import FastPandaPickCubeGymEnv
+from hilstudy.operator import ScriptedOperator
+from hilstudy.params import EnvParams, OperatorParams
+from hilstudy.rollout import rollout
+from hilstudy.sim import make_env
+
+
+def physics(env) -> np.ndarray:
+    d = env._base.data
+    return np.concatenate([d.qpos, d.qvel, d.ctrl, d.act, d.qacc_warmstart, [d.time]])
+
+
+def random_episode(env, seed: int, steps: int = 60) -> np.ndarray:
+    """Random xyz, gripper closed half the time (contacts, grasps, pushes): where chaos amplifies any difference."""
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    out = []
+    for i in range(steps):
+        a = rng.uniform(-1, 1, 4)
+        a[3] = 1.0 if i % 30 < 15 else a[3]
+        env.step(a)
+        out.append(physics(env))
+    return np.stack(out)
+
+
+def operator_episode(env, seed: int) -> np.ndarray:
+    out = []
+    op = ScriptedOperator(OperatorParams(), action_scale=env.cfg.action_scale)
+    for _ in rollout(env, operator=op, seed=seed):
+        out.append(physics(env))
+    return np.stack(out)
+
+
+@pytest.fixture(scope="module")
+def envs():
+    with make_env(EnvParams(fast_sim=False)) as stock, make_env(EnvParams(fast_sim=True)) as fast:
+        yield stock, fast
+
+
+def test_fast_sim_is_the_default_and_a_gym_hil_env(envs):
+    stock, fast = envs
+    assert EnvParams().fast_sim is True
+    assert type(fast._base) is FastPandaPickCubeGymEnv and type(stock._base).__name__ == "PandaPickCubeGymEnv"
+    assert isinstance(fast._base, type(stock._base))
+
+
+def test_torque_equals_gym_hils_opspace_along_a_trajectory(envs):
+    _, fast = envs
+    b = fast._base
+    rng = np.random.default_rng(0)
+    fast.reset(seed=3)
+    for i in range(40):
+        fast.step(rng.uniform(-1, 1, 4))
+        d = b.data
+        stock_tau = opspace(
+            model=b.model, data=d, site_id=b._pinch_site_id, dof_ids=b._panda_dof_ids, pos=d.mocap_pos[0],
+            ori=d.mocap_quat[0], joint=b._home_position, gravity_comp=True,
+        )  # fmt: skip
+        assert np.array_equal(b.opspace_torque(), stock_tau), f"step {i}"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_random_action_trajectories_are_bit_identical(envs, seed):
+    stock, fast = envs
+    np.testing.assert_array_equal(random_episode(fast, seed), random_episode(stock, seed))
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_operator_episodes_are_bit_identical(envs, seed):
+    stock, fast = envs
+    a, b = operator_episode(stock, seed), operator_episode(fast, seed)
+    assert a.shape == b.shape
+    np.testing.assert_array_equal(b, a)
+
+
+def test_gripper_and_workspace_clipping_are_gym_hils(envs):
+    """apply_action's first half (mocap target clipped to the workspace, gripper command) is gym-hil's own code."""
+    stock, fast = envs
+    for env in envs:
+        env.reset(seed=0)
+        for _ in range(40):
+            env.step(np.array([1.0, 1.0, 1.0, 1.0]))  # drive into the workspace corner, gripper fully closed
+    np.testing.assert_array_equal(fast._base.data.mocap_pos, stock._base.data.mocap_pos)
+    np.testing.assert_array_equal(fast._base.data.ctrl, stock._base.data.ctrl)
