@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ruamel.yaml import YAMLError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 PARAMS_FILE = "params.yaml"
 
@@ -110,6 +110,12 @@ class ClassifierParams(Section):
     backbone_channels: list[int] = Field([16, 32, 64, 128], min_length=1, max_length=8)  # images: widths of the from-scratch ResNet's stages (128x128 uses 4, 32x32 the first 2)
     train_backbone: bool = True  # images: train the backbone (it starts random); lerobot's classifier freezes it
     torch_threads: int = Field(1, ge=1, le=256)  # torch CPU threads for training
+
+    @model_validator(mode="after")
+    def _split_fits(self) -> ClassifierParams:  # checked here, not after recording the frames
+        if self.val_episodes >= self.episodes:
+            raise ValueError(f"classifier.val_episodes ({self.val_episodes}) must be smaller than classifier.episodes ({self.episodes})")
+        return self
 
 
 class FinetuneParams(Section):
@@ -252,6 +258,8 @@ def format_errors(err: ValidationError, source: str, root: type[BaseModel] | Non
             model = _model_at(loc, root)
             hint = _suggest(str(loc[-1]), list(model.model_fields)) if model else ""
             lines.append(f"{source}: {key}: unknown key{hint}")
+        elif e["type"] == "value_error" and isinstance(e.get("input"), dict):  # a section's own check: it names its keys
+            lines.append(f"{source}: {e['msg'].removeprefix('Value error, ')}")
         else:
             got = e.get("input")
             got_s = "" if isinstance(got, dict) else f" (got {got!r}, a {type(got).__name__})"
@@ -387,9 +395,9 @@ def _check_devlogs(study: StudyParams, source: str) -> list[str]:
         where = f"devlogs.{did}"
         if not re.match(RUN_NAME, did):
             problems.append(f"{source}: {where}: a devlog id must match {RUN_NAME} (it names a stage and a folder)")
-        for r in d.runs:
-            if r not in known:
-                problems.append(f"{source}: {where}.runs: unknown run '{r}'{_suggest(r, sorted(known))}")
+        unknown_runs = [r for r in d.runs if r not in known]
+        for r in unknown_runs:
+            problems.append(f"{source}: {where}.runs: unknown run '{r}'{_suggest(r, sorted(known))}")
         for hid, h in d.hypotheses.items():
             hw = f"{where}.hypotheses.{hid}"
             if h.pending is not None:
@@ -400,7 +408,7 @@ def _check_devlogs(study: StudyParams, source: str) -> list[str]:
             if not h.metrics:
                 problems.append(f"{source}: {hw}.metrics: name at least one metric ({', '.join(DECIDING_METRICS)})")
             for r in [*h.treatment, *h.control]:
-                if r not in d.runs:
+                if r not in d.runs and not unknown_runs:  # with a misspelt run in .runs, that one error says it
                     problems.append(f"{source}: {hw}: run '{r}' is not in {where}.runs{_suggest(r, list(d.runs))}")
             for m in h.metrics:
                 if m not in DECIDING_METRICS:
@@ -414,7 +422,7 @@ def _check_devlogs(study: StudyParams, source: str) -> list[str]:
                     problems.append(f"{source}: {hw}.stronger_than: '{other}' is pending; it has no effect to compare with")
                 else:
                     for m in h.metrics:
-                        if m not in o.metrics:
+                        if m in DECIDING_METRICS and m not in o.metrics:  # an unknown metric is reported once, above
                             problems.append(f"{source}: {hw}.stronger_than: '{other}' does not measure {m}")
     return problems
 

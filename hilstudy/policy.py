@@ -370,7 +370,8 @@ def load_policy(
         with contextlib.redirect_stdout(io.StringIO()):
             policy = GaussianActorPolicy.from_pretrained(directory, config=saved_cfg, strict=True)
     except RuntimeError as exc:  # missing / unexpected keys, shape mismatches
-        raise CheckpointError(f"{directory}: checkpoint does not match the policy it describes: {exc}") from None
+        detail = " ".join(str(exc).split())  # torch's message spans lines: one line, as every hilstudy error
+        raise CheckpointError(f"{directory}: checkpoint does not match the policy it describes: {detail}") from None
     check_loaded(policy, load_file(str(directory / MODEL_FILE)), directory)
     try:
         pre, post = make_pre_post_processors(
