@@ -8,7 +8,9 @@ Prints:
 - equivalence: the largest |difference| in qpos, qvel and ctrl between the two over `--episodes` seeded
   100-step episodes of random actions with the gripper closing half the time (contacts: where chaos would
   amplify any difference), and how many steps were bitwise equal;
-- pixel-observation env steps/s with stock rendering (no fast pixel path yet);
+- pixel-observation env steps/s: stock gym-hil rendering vs hilstudy's (`env.lean_render` and `fast_sim`,
+  the defaults), and the mean absolute pixel difference of their images; `--frames F.png` saves both
+  cameras' frames of one state side by side (top: stock, bottom: lean);
 - the process's peak resident memory.
 Each env is built once and warmed up (the compiled kernel loads from numba's cache, or compiles, first).
 """
@@ -59,6 +61,7 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=100, help="seeded episodes compared for equivalence")
     ap.add_argument("--steps", type=int, default=2000, help="env steps per rate measurement")
     ap.add_argument("--no-pixels", action="store_true")
+    ap.add_argument("--frames", default=None, help="save stock and lean camera frames of one state to this PNG")
     args = ap.parse_args()
 
     with make_env(EnvParams(fast_sim=False)) as stock, make_env(EnvParams(fast_sim=True)) as fast:
@@ -77,10 +80,24 @@ def main() -> None:
         print(f"equivalence over {args.episodes} seeded episodes: max |d(qpos, qvel, ctrl)| = {worst:.3g}, bitwise equal steps {equal}/{total}")
 
     if not args.no_pixels:
-        with make_env(EnvParams(obs="pixels", fast_sim=False)) as pix:
-            pix.reset(seed=0)
-            r_pix = step_rate(pix, max(args.steps // 10, 50), repeats=1)
-        print(f"pixel obs  env steps/s: stock gym-hil rendering {r_pix:7.1f}   (no fast pixel path yet)")
+        n = max(args.steps // 20, 30)
+        stock_cfg = EnvParams(obs="pixels", fast_sim=False, lean_render=False)
+        with make_env(stock_cfg) as pix_stock, make_env(EnvParams(obs="pixels")) as pix_lean:
+            r_stock_pix, r_lean_pix = step_rate(pix_stock, n, repeats=1), step_rate(pix_lean, n, repeats=1)
+            frames = []
+            for env in (pix_stock, pix_lean):  # the same state in both (bit-identical physics)
+                env.reset(seed=3)
+                for _ in range(8):
+                    obs, *_ = env.step(np.array([0.3, 0.2, -0.5, 0.0], dtype=np.float32))
+                frames.append(np.concatenate([obs["observation.images.front"], obs["observation.images.wrist"]], axis=1))
+        diff = float(np.abs(frames[0].astype(int) - frames[1].astype(int)).mean())
+        print(f"pixel obs  env steps/s: stock gym-hil {r_stock_pix:7.1f}   hilstudy lean_render+fast_sim {r_lean_pix:7.1f}   "
+              f"ratio {r_lean_pix / r_stock_pix:.1f}x   (mean |pixel difference| {diff:.1f} of 255)")
+        if args.frames:
+            from PIL import Image
+
+            Image.fromarray(np.concatenate(frames, axis=0)).save(args.frames)
+            print(f"frames (top: stock, bottom: lean; front | wrist) -> {args.frames}")
 
     print(f"peak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 

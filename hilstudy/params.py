@@ -41,6 +41,7 @@ class EnvParams(Section):
     action_scale: float = Field(0.025, gt=0.0, le=0.1)  # metres the end effector target moves per unit xyz action
     max_episode_steps: int = Field(100, ge=1, le=10_000)  # time limit in control steps (10 Hz): then `truncated`
     fast_sim: bool = True  # sim: gym-hil's controller compiled (hilstudy/fastsim.py), same trajectories bit for bit, ~3x faster
+    lean_render: bool = True  # pixels: render policy images without shadows, reflections, haze and multisampling (~15x faster)
 
 
 class OperatorParams(Section):

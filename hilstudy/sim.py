@@ -15,6 +15,9 @@ and their `ResetDelayWrapper` sleeps 1 s on every reset) and why:
 - No reset sleep, no viewer, headless EGL (set in `hilstudy/__init__.py`), and a clean `close()`.
 - **Compiled controller** (`env.fast_sim`, default): gym-hil's operational-space controller and substep loop
   run compiled (`hilstudy/fastsim.py`), ~3x the env step rate with bit-identical trajectories.
+- **Lean camera images** (`env.lean_render`, default, pixels only): a 128x128 policy image needs no shadows,
+  floor reflections, haze or 8x multisampling, which cost software (EGL on CPU) rendering ~15x its time.
+  The scene and cameras are gym-hil's; the images differ in lighting detail (see `benchmarks/speed.py`).
 """
 
 from __future__ import annotations
@@ -46,6 +49,18 @@ _LEFT_PADS, _RIGHT_PADS = ("left_pad1", "left_pad2"), ("right_pad1", "right_pad2
 # mujoco.egl registers its own (which terminates the EGL display) when the first context is made.
 _OPEN_ENVS: weakref.WeakSet = weakref.WeakSet()
 _ATEXIT_REGISTERED = False
+
+
+class LeanRenderer(mujoco.Renderer):
+    """mujoco.Renderer for small policy images: no shadows, reflections or haze (set after every scene update).
+    Multisampling is the model's `vis.quality.offsamples`, read when the renderer is made."""
+
+    OFF = (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_HAZE)
+
+    def update_scene(self, data, camera=-1, scene_option=None) -> None:
+        super().update_scene(data, camera=camera, scene_option=scene_option)
+        for flag in self.OFF:
+            self.scene.flags[flag] = 0
 
 
 def _close_open_envs() -> None:
@@ -89,6 +104,10 @@ class PickCubeEnv(gym.Env):
         )
         self._closed = False
         model = self._base.model
+        if self.pixels and cfg.lean_render:  # replace gym-hil's renderer (made at init) by a lean one
+            self._base._viewer.close()
+            model.vis.quality.offsamples = 0  # no multisampling: read by the renderer's GL context when it is made
+            self._base._viewer = LeanRenderer(model, height=cfg.image_size, width=cfg.image_size)
         dof = self._base._panda_dof_ids
         self._qpos_lo = model.jnt_range[dof, 0].astype(np.float64)
         self._qpos_hi = model.jnt_range[dof, 1].astype(np.float64)
