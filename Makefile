@@ -23,6 +23,7 @@ lab: env
 
 bench: env
 	python benchmarks/speed.py
+	python benchmarks/learner.py
 	python benchmarks/expert.py
 
 clean-env:

@@ -1,0 +1,203 @@
+"""Speed measurements against the stock stack, side by side in one process (issue 8).
+
+Used by `benchmarks/speed.py`, `benchmarks/learner.py` (`make bench`) and `notebooks/90_speed.py`. Every
+function returns numbers (or frames), never asserts on time: speed targets live here, not in unit tests.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hilstudy.params import EnvParams, load, run_params
+from hilstudy.sim import make_env
+
+FRAME_ACTION = np.array([0.3, 0.2, -0.5, 0.0], dtype=np.float32)  # 8 steps of it from seed 3: a view with the arm down
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (MiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def step_rate(env, steps: int, repeats: int = 3) -> float:
+    """Best-of-`repeats` env steps/s under seeded uniform random actions (resets when an episode ends)."""
+    actions = np.random.default_rng(0).uniform(-1, 1, (steps, 4)).astype(np.float32)
+    best = 0.0
+    for _ in range(repeats):
+        env.reset(seed=0)
+        t0 = time.perf_counter()
+        for a in actions:
+            _, _, terminated, truncated, _ = env.step(a)
+            if terminated or truncated:
+                env.reset()
+        best = max(best, steps / (time.perf_counter() - t0))
+    return best
+
+
+def physics_trace(env, seed: int, steps: int = 100) -> np.ndarray:
+    """qpos, qvel and ctrl after every step of a seeded episode of random xyz actions with the gripper closing
+    half the time (contacts, grasps, pushes: where chaos would amplify any difference)."""
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    d = env._base.data
+    out = []
+    for i in range(steps):
+        a = rng.uniform(-1, 1, 4)
+        if i % 30 < 15:
+            a[3] = 1.0
+        env.step(a)
+        out.append(np.concatenate([d.qpos, d.qvel, d.ctrl]))
+    return np.stack(out)
+
+
+def sim_rates(steps: int = 2000, episodes: int = 100) -> dict[str, float]:
+    """State-obs env steps/s of stock gym-hil and of `fast_sim`, and their trajectories compared."""
+    with make_env(EnvParams(fast_sim=False)) as stock, make_env(EnvParams(fast_sim=True)) as fast:
+        for env in (stock, fast):
+            env.reset(seed=0)
+            env.step(np.zeros(4, dtype=np.float32))  # warm-up: numba's cache load (or compile)
+        r_stock, r_fast = step_rate(stock, steps), step_rate(fast, steps)
+        worst, equal, total = 0.0, 0, 0
+        for seed in range(episodes):
+            a, b = physics_trace(stock, seed), physics_trace(fast, seed)
+            worst = max(worst, float(np.abs(a - b).max()))
+            equal += int((a == b).all(axis=1).sum())
+            total += len(a)
+    return {"stock_steps_per_s": r_stock, "fast_steps_per_s": r_fast, "ratio": r_fast / r_stock,
+            "episodes": episodes, "max_abs_difference": worst, "bitwise_equal_steps": equal, "steps_compared": total}  # fmt: skip
+
+
+def camera_frames(cfg: EnvParams) -> np.ndarray:
+    """Front | wrist images of one state (seed 3, 8 steps of FRAME_ACTION), side by side."""
+    with make_env(cfg) as env:
+        env.reset(seed=3)
+        for _ in range(8):
+            obs, *_ = env.step(FRAME_ACTION)
+    return np.concatenate([obs["observation.images.front"], obs["observation.images.wrist"]], axis=1)
+
+
+def pixel_rates(steps: int = 100, image_size: int = 128) -> dict[str, Any]:
+    """Pixel-obs env steps/s with stock gym-hil rendering and with hilstudy's (lean_render + fast_sim), and
+    one state's frames from each (`frames`: stock on top, lean below)."""
+    stock_cfg = EnvParams(obs="pixels", image_size=image_size, fast_sim=False, lean_render=False)
+    lean_cfg = EnvParams(obs="pixels", image_size=image_size)
+    with make_env(stock_cfg) as stock, make_env(lean_cfg) as lean:
+        r_stock, r_lean = step_rate(stock, steps, repeats=1), step_rate(lean, steps, repeats=1)
+    frames = [camera_frames(stock_cfg), camera_frames(lean_cfg)]
+    diff = float(np.abs(frames[0].astype(int) - frames[1].astype(int)).mean())
+    return {"stock_steps_per_s": r_stock, "lean_steps_per_s": r_lean, "ratio": r_lean / r_stock,
+            "mean_abs_pixel_difference": diff, "frames": np.concatenate(frames, axis=0)}  # fmt: skip
+
+
+def finetune_rates(steps: int = 1500, run: str = "scratch-bcloss") -> dict[str, Any]:
+    """Env steps/s of a default-study fine-tuning run (seed 0, `steps` env steps, no evaluations; the training
+    loop's `train_time_s`) with stock and with compiled sim; the runs' results must be the same."""
+    from hilstudy.demos import record_demos
+    from hilstudy.finetune import finetune
+
+    rates, results = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        record_demos(load(overrides={"demos.num_episodes": 5}), Path(tmp) / "demos", progress=False)
+        for fast in (False, True):
+            over = {"finetune.env_steps": steps, "finetune.eval_episodes": 0, "finetune.checkpoint_every": steps, "env.fast_sim": fast}
+            summary, r = finetune(run_params(load(overrides=over), run, 0), Path(tmp) / "demos", Path(tmp) / f"ft-{fast}")
+            rates[fast] = steps / r.train_time
+            results[fast] = {k: summary[k] for k in ("updates", "episodes", "intervention_rate_mean")}
+    return {"stock_steps_per_s": rates[False], "fast_steps_per_s": rates[True], "ratio": rates[True] / rates[False],
+            "same_results": results[True] == results[False], "results": results[True]}  # fmt: skip
+
+
+def learner_rates(updates: int = 300, threads: int = 1, batch_size: int = 256) -> dict[str, Any]:
+    """Updates/s of lerobot's stock `SACAlgorithm.update` and of `sac_bc` (bc_weight 0 and 0.5) on the same config
+    (the default study's), the same initial weights and the same batch (fed again at every update), and the
+    first update's losses of each (bc_weight 0 must equal stock's)."""
+    import torch
+    from lerobot.rl.algorithms.sac.configuration_sac import SACAlgorithmConfig
+    from lerobot.rl.algorithms.sac.sac_algorithm import SACAlgorithm
+
+    from hilstudy.agents import SACBCAlgorithm
+    from hilstudy.bc import torch_threads
+    from hilstudy.demos import dataset_features
+    from hilstudy.finetune import algorithm_config
+    from hilstudy.policy import make_policy, make_policy_config
+
+    study = load()
+    with make_env(study.env) as env:
+        features, state_dim = dataset_features(env), env.state_dim
+    with torch_threads(threads):
+        torch.manual_seed(0)
+        policy, _, _ = make_policy(make_policy_config(features, study.policy))
+        policy.train()
+        mixer = synthetic_mixer(state_dim, 2000)
+        t0 = time.perf_counter()
+        for _ in range(200):
+            mixer.sample(batch_size)
+        sample_ms = (time.perf_counter() - t0) / 200 * 1e3
+        torch.manual_seed(1)
+        batch = mixer.sample(batch_size)
+        out: dict[str, Any] = {"sample_ms": sample_ms, "rates": {}, "losses": {}}
+        for name, weight in (("stock SAC", None), ("sac_bc w=0", 0.0), ("sac_bc w=0.5", 0.5)):
+            params = run_params(study, "scratch", 0) if weight is None else load(overrides={"finetune.bc_weight": weight})
+            cfg = algorithm_config(params, policy.config)
+            torch.manual_seed(3)  # the critics are made in the algorithm's constructor: the same for all three
+            if weight is None:  # lerobot's own config class and algorithm, the same field values
+                fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(SACAlgorithmConfig)}
+                algorithm = SACAlgorithm(copy.deepcopy(policy), SACAlgorithmConfig(**fields))
+            else:
+                algorithm = SACBCAlgorithm(copy.deepcopy(policy), cfg)
+            algorithm.make_optimizers_and_scheduler()  # as lerobot's RLTrainer does
+            torch.manual_seed(2)
+            it = _repeat(batch)
+            out["losses"][name] = dict(algorithm.update(it).losses)  # also the warm-up
+            t0 = time.perf_counter()
+            for _ in range(updates):
+                algorithm.update(it)
+            out["rates"][name] = updates / (time.perf_counter() - t0)
+    stock, w0 = out["losses"]["stock SAC"], out["losses"]["sac_bc w=0"]
+    out["w0_equals_stock"] = all(stock[k] == w0[k] for k in stock)
+    return out
+
+
+def synthetic_mixer(state_dim: int, n: int, seed: int = 0):
+    """hilstudy's two buffers, n random transitions each (normalized ranges, 30% interventions), mixed 50/50."""
+    import torch
+    from lerobot.rl.data_sources.data_mixer import OnlineOfflineMixer
+
+    from hilstudy.finetune import make_buffer
+
+    g = torch.Generator().manual_seed(seed)
+    bufs = []
+    for _ in range(2):
+        buf = make_buffer(n, ["observation.state"], pixels=False)
+        for _ in range(n):
+            buf.add(
+                state={"observation.state": torch.rand(1, state_dim, generator=g) * 2 - 1},
+                action=torch.rand(1, 4, generator=g) * 2 - 1,
+                reward=float(torch.rand(1, generator=g) < 0.05),
+                next_state={"observation.state": torch.rand(1, state_dim, generator=g) * 2 - 1},
+                done=bool(torch.rand(1, generator=g) < 0.05),
+                truncated=False,
+                complementary_info={"is_intervention": (torch.rand(1, generator=g) < 0.3).float()},
+            )
+        bufs.append(buf)
+    return OnlineOfflineMixer(bufs[0], bufs[1], online_ratio=0.5)
+
+
+def _repeat(batch):
+    while True:  # a fresh top-level dict per update: lerobot's update may replace entries
+        yield {k: (dict(v) if isinstance(v, dict) else v) for k, v in batch.items()}
+
+
+def study_wall_clock(data_dir: str | Path = "data") -> dict[str, float]:
+    """Training time per fine-tuning run of the study on disk (`data/finetune/*/timing.json`), in seconds."""
+    import json
+
+    return {p.parent.name: json.loads(p.read_text())["train_time_s"] for p in sorted(Path(data_dir).glob("finetune/*/timing.json"))}
