@@ -42,6 +42,26 @@ def step_rate(env, steps: int, repeats: int = 3) -> float:
     return best
 
 
+def base_step_rate(env, steps: int, repeats: int = 3) -> float:
+    """Best-of-`repeats` steps/s of the gym-hil env itself (`PandaPickCubeGymEnv.step` or the compiled subclass's),
+    without hilstudy's wrapper: 7-D actions as hilstudy sends them (xyz in metres, no rotation, gripper)."""
+    rng = np.random.default_rng(0)
+    actions = np.zeros((steps, 7))
+    actions[:, :3] = rng.uniform(-1, 1, (steps, 3)) * env.cfg.action_scale
+    actions[:, 6] = rng.uniform(-1, 1, steps)
+    base = env._base
+    best = 0.0
+    for _ in range(repeats):
+        env.reset(seed=0)
+        t0 = time.perf_counter()
+        for i, a in enumerate(actions):
+            _, _, terminated, _, _ = base.step(a)
+            if terminated or i % 100 == 99:
+                env.reset()
+        best = max(best, steps / (time.perf_counter() - t0))
+    return best
+
+
 def physics_trace(env, seed: int, steps: int = 100) -> np.ndarray:
     """qpos, qvel and ctrl after every step of a seeded episode of random xyz actions with the gripper closing
     half the time (contacts, grasps, pushes: where chaos would amplify any difference)."""
@@ -59,12 +79,14 @@ def physics_trace(env, seed: int, steps: int = 100) -> np.ndarray:
 
 
 def sim_rates(steps: int = 2000, episodes: int = 100) -> dict[str, float]:
-    """State-obs env steps/s of stock gym-hil and of `fast_sim`, and their trajectories compared."""
+    """State-obs env steps/s of stock gym-hil and of `fast_sim`, and their trajectories compared. `*_steps_per_s`:
+    hilstudy's env (`PickCubeEnv`, the same wrapper around both); `gym_hil_*`: the gym-hil env class alone."""
     with make_env(EnvParams(fast_sim=False)) as stock, make_env(EnvParams(fast_sim=True)) as fast:
         for env in (stock, fast):
             env.reset(seed=0)
             env.step(np.zeros(4, dtype=np.float32))  # warm-up: numba's cache load (or compile)
         r_stock, r_fast = step_rate(stock, steps), step_rate(fast, steps)
+        b_stock, b_fast = base_step_rate(stock, steps), base_step_rate(fast, steps)
         worst, equal, total = 0.0, 0, 0
         for seed in range(episodes):
             a, b = physics_trace(stock, seed), physics_trace(fast, seed)
@@ -72,6 +94,7 @@ def sim_rates(steps: int = 2000, episodes: int = 100) -> dict[str, float]:
             equal += int((a == b).all(axis=1).sum())
             total += len(a)
     return {"stock_steps_per_s": r_stock, "fast_steps_per_s": r_fast, "ratio": r_fast / r_stock,
+            "gym_hil_stock_steps_per_s": b_stock, "gym_hil_fast_steps_per_s": b_fast, "gym_hil_ratio": b_fast / b_stock,
             "episodes": episodes, "max_abs_difference": worst, "bitwise_equal_steps": equal, "steps_compared": total}  # fmt: skip
 
 
