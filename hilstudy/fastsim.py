@@ -26,6 +26,7 @@ import ctypes
 import glob
 import inspect
 import os
+import warnings
 
 import hilstudy  # noqa: F401  (MUJOCO_GL before mujoco is imported)
 
@@ -231,6 +232,13 @@ class FastPandaPickCubeGymEnv(PandaPickCubeGymEnv):
                       self._full.ctypes.data, data.qM.ctypes.data)  # fmt: skip
         self._views = (data.qpos, data.qvel, data.ctrl, data.site_xpos, data.site_xmat, data.qfrc_bias)  # views of MjData
         self._functions = _mujoco_functions()
+        # compile (or load from numba's cache) now, quietly: numba warns that '@' is faster on contiguous arrays,
+        # but the layouts mirror numpy's on purpose, and the warning would differ between a first and a cached run
+        from numba.core.errors import NumbaPerformanceWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NumbaPerformanceWarning)
+            self._run_substeps(0)
 
     def apply_action(self, action):
         """gym-hil's apply_action: its own code sets the mocap target and gripper, the compiled loop steps."""
@@ -239,16 +247,26 @@ class FastPandaPickCubeGymEnv(PandaPickCubeGymEnv):
             super().apply_action(action)  # mocap target clipped to the workspace, gripper command; no substep
         finally:
             self._n_substeps = n_sub
+        self._run_substeps(n_sub)
+
+    def _run_substeps(self, n: int) -> None:
         d = self._data
         substeps(
-            *self._functions, n_sub, *self._ptrs, self._pinch_site_id, self._d0, self._ndof, self._c0, self._jacp,
+            *self._functions, n, *self._ptrs, self._pinch_site_id, self._d0, self._ndof, self._c0, self._jacp,
             self._jacr, self._full, *self._views, d.mocap_pos[0].copy(), d.mocap_quat[0].copy(), self._q_des, self._kp_pos, self._kd_pos, self._kp_ori,
             self._kd_ori, self._kp_joint, self._kd_joint,
         )  # fmt: skip
 
     def opspace_torque(self) -> np.ndarray:
         """The compiled controller's torque at the current state (for the equivalence tests)."""
+        from numba.core.errors import NumbaPerformanceWarning
+
         d = self._data
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NumbaPerformanceWarning)
+            return self._torque(d)
+
+    def _torque(self, d) -> np.ndarray:
         return opspace_torque(
             *self._functions[1:], *self._ptrs, self._pinch_site_id, self._d0, self._ndof, self._jacp, self._jacr,
             self._full, d.qpos, d.qvel, d.site_xpos, d.site_xmat, d.qfrc_bias, d.mocap_pos[0].copy(),

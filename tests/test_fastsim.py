@@ -88,3 +88,19 @@ def test_gripper_and_workspace_clipping_are_gym_hils(envs):
             env.step(np.array([1.0, 1.0, 1.0, 1.0]))  # drive into the workspace corner, gripper fully closed
     np.testing.assert_array_equal(fast._base.data.mocap_pos, stock._base.data.mocap_pos)
     np.testing.assert_array_equal(fast._base.data.ctrl, stock._base.data.ctrl)
+
+
+def test_a_cold_compile_prints_nothing(tmp_path):
+    """The first use compiles (numba's cache empty here) and must print nothing: an executed notebook's output would
+    otherwise differ between a first and a cached run (it did: a NumbaPerformanceWarning), and so its dvc.lock hash."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from hilstudy.params import EnvParams; from hilstudy.sim import make_env\n" \
+           "with make_env(EnvParams()) as e:\n    e.reset(seed=0); e.step([0.1, 0.0, -0.1, 0.5])\n"  # fmt: skip
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "PYTHONWARNINGS": "default"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "Numba" not in out.stderr + out.stdout, out.stderr
+    assert any(tmp_path.rglob("*.nbi")), "the kernels were cached where NUMBA_CACHE_DIR points"
