@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from hilstudy.bench import step_rate
 from hilstudy.operator import ScriptedOperator
 from hilstudy.params import EnvParams, OperatorParams
 from hilstudy.rollout import episode_metrics, rollout
@@ -33,18 +34,6 @@ def expert(env, noise: float, episodes: int) -> tuple[float, float, float]:
     return float(np.mean([e["success"] for e in eps])), float(np.mean([e["length"] for e in eps])), rate
 
 
-def env_rate(env, steps: int) -> float:
-    """Bare env steps/s under uniform random actions (resets when an episode ends)."""
-    actions = np.random.default_rng(0).uniform(-1, 1, (steps, 4)).astype(np.float32)
-    env.reset(seed=0)
-    t0 = time.perf_counter()
-    for a in actions:
-        _, _, terminated, truncated, _ = env.step(a)
-        if terminated or truncated:
-            env.reset()
-    return steps / (time.perf_counter() - t0)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--episodes", type=int, default=100)
@@ -56,12 +45,12 @@ def main() -> None:
             success, length, rate = expert(env, noise, args.episodes)
             print(f"expert noise_std={noise:<4} success {success:6.1%} over {args.episodes} seeds, "
                   f"mean length {length:5.1f} steps, {rate:6.0f} steps/s (env + operator)")
-        print(f"state obs: {env_rate(env, args.steps):6.0f} env steps/s (random actions, {args.steps} steps)")
+        print(f"state obs: {step_rate(env, args.steps, repeats=1):6.0f} env steps/s (random actions, {args.steps} steps)")
     if not args.no_pixels:
         cfg = EnvParams(obs="pixels")
         with make_env(cfg) as env:
             print(f"pixel obs {cfg.image_size}x{cfg.image_size} (2 cameras, stock gym-hil rendering): "
-                  f"{env_rate(env, 10):6.1f} env steps/s")
+                  f"{step_rate(env, 10, repeats=1):6.1f} env steps/s")
 
 
 if __name__ == "__main__":
