@@ -128,6 +128,11 @@ def _interval_verdict(d: np.ndarray, lo: float, hi: float, margin: float) -> str
     return "inconclusive"
 
 
+def _count(n: int, noun: str) -> str:
+    """'1 seed', '3 seeds'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def decide(
     hid: str,
     h: HypothesisParams,
@@ -168,7 +173,8 @@ def decide(
     pct = round(confidence * 100)
     parts = [
         f"{m} ({x['direction']} claimed): effect {x['effect_iqm']:+.3f}, {pct}% CI [{x['ci_lo']:+.3f}, {x['ci_hi']:+.3f}] "
-        f"over {x['n']} {'seed-paired differences' if '_vs_' not in m else 'seeds (contrast of the two effects)'} -> {x['verdict']}"
+        f"over {_count(x['n'], 'seed-paired difference' if '_vs_' not in m else 'seed')}"
+        f"{'' if '_vs_' not in m else ' (contrast of the two effects)'} -> {x['verdict']}"
         + (f" (fewer than {MIN_PAIRS} differences decide nothing)" if x["n"] < MIN_PAIRS else "")
         for m, x in per_metric.items()
     ]

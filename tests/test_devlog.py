@@ -89,6 +89,17 @@ def test_too_few_pairs_decide_nothing(tmp_path):
     sums = summaries(load_runs(s, "t", make_runs(tmp_path, [(0.5, 0.5)] * 3, [(0.1, 0.9)] * 3)))
     v = decide("H1", s.devlogs["t"].hypotheses["H1"], sums)
     assert v.verdict == "inconclusive" and v.metrics["eval_success_mean"]["n"] == 2
+    assert "over 2 seed-paired differences" in v.reason
+
+
+def test_one_seed_reads_in_the_singular(tmp_path):
+    s = P.validate({"runs": {**RUNS, "seeds": [0]},
+                    "devlogs": {"t": {"title": "toy", "runs": ["ctl", "trt"], "hypotheses": {"H1": H}}}})
+    from hilstudy.devlog import summaries
+
+    sums = summaries(load_runs(s, "t", make_runs(tmp_path, [(0.5, 0.5)] * 3, [(0.1, 0.9)] * 3)))
+    v = decide("H1", s.devlogs["t"].hypotheses["H1"], sums)
+    assert "over 1 seed-paired difference " in v.reason and "1 seed-paired differences" not in v.reason
 
 
 def test_pending_hypothesis(tmp_path):
