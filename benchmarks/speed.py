@@ -7,9 +7,9 @@ Prints (the measurements are `hilstudy.bench`'s; `notebooks/90_speed.py` shows t
 - state-observation env steps/s: stock gym-hil (`env.fast_sim: false`) and hilstudy's compiled controller
   (`env.fast_sim: true`, the default), on the same seeded random actions, best of 3, and their ratio: through
   hilstudy's env wrapper, and of the gym-hil env class alone;
-- equivalence: the largest |difference| in qpos, qvel and ctrl between the two over `--episodes` seeded
-  100-step episodes of random actions with the gripper closing half the time, and how many steps were
-  bitwise equal;
+- equivalence: the largest |difference| in the physics state (qpos, qvel, ctrl, act, warm start, time)
+  between the two over `--episodes` seeded 100-step episodes of random actions with the gripper closing half
+  the time, and how many steps were bitwise equal;
 - pixel-observation env steps/s: stock gym-hil rendering vs hilstudy's (`env.lean_render` + `fast_sim`, the
   defaults) and the mean absolute pixel difference of one state's images; `--frames` saves them (top: stock);
 - fine-tuning env steps/s end to end (run `scratch-bcloss`, seed 0, `--finetune-steps` env steps, updates
@@ -38,7 +38,7 @@ def main() -> None:
           f"ratio {s['ratio']:.2f}x")
     print(f"  gym-hil env class alone: stock {s['gym_hil_stock_steps_per_s']:7.1f}   compiled subclass {s['gym_hil_fast_steps_per_s']:7.1f}   "
           f"ratio {s['gym_hil_ratio']:.2f}x")
-    print(f"equivalence over {s['episodes']} seeded episodes: max |d(qpos, qvel, ctrl)| = {s['max_abs_difference']:.3g}, "
+    print(f"equivalence over {s['episodes']} seeded episodes: max |d(physics state)| = {s['max_abs_difference']:.3g}, "
           f"bitwise equal steps {s['bitwise_equal_steps']}/{s['steps_compared']}")
     if not args.no_pixels:
         p = bench.pixel_rates(max(args.steps // 20, 30))

@@ -62,19 +62,24 @@ def base_step_rate(env, steps: int, repeats: int = 3) -> float:
     return best
 
 
+def physics_state(env) -> np.ndarray:
+    """The sim's whole dynamic state after a step: qpos, qvel, ctrl, act, the solver's warm start, time."""
+    d = env._base.data
+    return np.concatenate([d.qpos, d.qvel, d.ctrl, d.act, d.qacc_warmstart, [d.time]])
+
+
 def physics_trace(env, seed: int, steps: int = 100) -> np.ndarray:
-    """qpos, qvel and ctrl after every step of a seeded episode of random xyz actions with the gripper closing
-    half the time (contacts, grasps, pushes: where chaos would amplify any difference)."""
+    """`physics_state` after every step of a seeded episode of random xyz actions with the gripper closing half
+    the time (contacts, grasps, pushes: where chaos would amplify any difference)."""
     rng = np.random.default_rng(seed)
     env.reset(seed=seed)
-    d = env._base.data
     out = []
     for i in range(steps):
         a = rng.uniform(-1, 1, 4)
         if i % 30 < 15:
             a[3] = 1.0
         env.step(a)
-        out.append(np.concatenate([d.qpos, d.qvel, d.ctrl]))
+        out.append(physics_state(env))
     return np.stack(out)
 
 
@@ -84,7 +89,7 @@ def sim_rates(steps: int = 2000, episodes: int = 100) -> dict[str, float]:
     with make_env(EnvParams(fast_sim=False)) as stock, make_env(EnvParams(fast_sim=True)) as fast:
         for env in (stock, fast):
             env.reset(seed=0)
-            env.step(np.zeros(4, dtype=np.float32))  # warm-up: numba's cache load (or compile)
+            env.step(np.zeros(4, dtype=np.float32))  # warm-up (the kernels compiled or loaded when the env was made)
         r_stock, r_fast = step_rate(stock, steps), step_rate(fast, steps)
         b_stock, b_fast = base_step_rate(stock, steps), base_step_rate(fast, steps)
         worst, equal, total = 0.0, 0, 0
@@ -217,10 +222,3 @@ def synthetic_mixer(state_dim: int, n: int, seed: int = 0):
 def _repeat(batch):
     while True:  # a fresh top-level dict per update: lerobot's update may replace entries
         yield {k: (dict(v) if isinstance(v, dict) else v) for k, v in batch.items()}
-
-
-def study_wall_clock(data_dir: str | Path = "data") -> dict[str, float]:
-    """Training time per fine-tuning run of the study on disk (`data/finetune/*/timing.json`), in seconds."""
-    import json
-
-    return {p.parent.name: json.loads(p.read_text())["train_time_s"] for p in sorted(Path(data_dir).glob("finetune/*/timing.json"))}

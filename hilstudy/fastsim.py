@@ -22,6 +22,7 @@ first-class functions, which keeps the compiled code cacheable on disk (numba's 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import glob
 import inspect
@@ -181,6 +182,7 @@ def opspace_torque(jac_site, full_m, m_ptr, d_ptr, jacp_ptr, jacr_ptr, full_ptr,
     tau += qfrc_bias[d0 : d0 + n]
     return tau
 
+
 @njit(cache=True)
 def substeps(mj_step, jac_site, full_m, steps, m_ptr, d_ptr, jacp_ptr, jacr_ptr, full_ptr, qm_ptr, site, d0, n, c0,
              jacp, jacr, full, qpos, qvel, ctrl, site_xpos, site_xmat, qfrc_bias, x_des, quat_des, q_des, kp_pos, kd_pos, kp_ori, kd_ori,
@@ -192,6 +194,17 @@ def substeps(mj_step, jac_site, full_m, steps, m_ptr, d_ptr, jacp_ptr, jacr_ptr,
             qpos, qvel, site_xpos, site_xmat, qfrc_bias, x_des, quat_des, q_des, kp_pos, kd_pos, kp_ori, kd_ori, kp_joint, kd_joint,
         )  # fmt: skip
         mj_step(m_ptr, d_ptr)
+
+
+@contextlib.contextmanager
+def _quiet_compile():
+    """numba warns that '@' is faster on contiguous arrays when it compiles the kernels; the layouts mirror numpy's
+    on purpose, and the warning would make a first (compiling) run's output differ from a cached one's."""
+    from numba.core.errors import NumbaPerformanceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NumbaPerformanceWarning)
+        yield
 
 
 def _contiguous_start(ids, what: str) -> int:
@@ -232,12 +245,7 @@ class FastPandaPickCubeGymEnv(PandaPickCubeGymEnv):
                       self._full.ctypes.data, data.qM.ctypes.data)  # fmt: skip
         self._views = (data.qpos, data.qvel, data.ctrl, data.site_xpos, data.site_xmat, data.qfrc_bias)  # views of MjData
         self._functions = _mujoco_functions()
-        # compile (or load from numba's cache) now, quietly: numba warns that '@' is faster on contiguous arrays,
-        # but the layouts mirror numpy's on purpose, and the warning would differ between a first and a cached run
-        from numba.core.errors import NumbaPerformanceWarning
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NumbaPerformanceWarning)
+        with _quiet_compile():  # compile (or load from numba's cache) now
             self._run_substeps(0)
 
     def apply_action(self, action):
@@ -249,27 +257,24 @@ class FastPandaPickCubeGymEnv(PandaPickCubeGymEnv):
             self._n_substeps = n_sub
         self._run_substeps(n_sub)
 
-    def _run_substeps(self, n: int) -> None:
+    def _targets(self) -> tuple:
+        """The controller's targets and gains, as gym-hil's apply_action passes them to opspace."""
         d = self._data
+        return (d.mocap_pos[0].copy(), d.mocap_quat[0].copy(), self._q_des, self._kp_pos, self._kd_pos, self._kp_ori,
+                self._kd_ori, self._kp_joint, self._kd_joint)  # fmt: skip
+
+    def _run_substeps(self, n: int) -> None:
+        qpos, qvel, ctrl, site_xpos, site_xmat, qfrc_bias = self._views
         substeps(
             *self._functions, n, *self._ptrs, self._pinch_site_id, self._d0, self._ndof, self._c0, self._jacp,
-            self._jacr, self._full, *self._views, d.mocap_pos[0].copy(), d.mocap_quat[0].copy(), self._q_des, self._kp_pos, self._kd_pos, self._kp_ori,
-            self._kd_ori, self._kp_joint, self._kd_joint,
+            self._jacr, self._full, qpos, qvel, ctrl, site_xpos, site_xmat, qfrc_bias, *self._targets(),
         )  # fmt: skip
 
     def opspace_torque(self) -> np.ndarray:
         """The compiled controller's torque at the current state (for the equivalence tests)."""
-        from numba.core.errors import NumbaPerformanceWarning
-
-        d = self._data
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NumbaPerformanceWarning)
-            return self._torque(d)
-
-    def _torque(self, d) -> np.ndarray:
-        return opspace_torque(
-            *self._functions[1:], *self._ptrs, self._pinch_site_id, self._d0, self._ndof, self._jacp, self._jacr,
-            self._full, d.qpos, d.qvel, d.site_xpos, d.site_xmat, d.qfrc_bias, d.mocap_pos[0].copy(),
-            d.mocap_quat[0].copy(), self._q_des, self._kp_pos, self._kd_pos, self._kp_ori, self._kd_ori,
-            self._kp_joint, self._kd_joint,
-        )  # fmt: skip
+        qpos, qvel, _, site_xpos, site_xmat, qfrc_bias = self._views
+        with _quiet_compile():
+            return opspace_torque(
+                *self._functions[1:], *self._ptrs, self._pinch_site_id, self._d0, self._ndof, self._jacp, self._jacr,
+                self._full, qpos, qvel, site_xpos, site_xmat, qfrc_bias, *self._targets(),
+            )  # fmt: skip

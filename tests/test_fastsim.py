@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from gym_hil.controllers.opspace import opspace
 
+from hilstudy.bench import physics_state, physics_trace
 from hilstudy.fastsim import FastPandaPickCubeGymEnv
 from hilstudy.operator import ScriptedOperator
 from hilstudy.params import EnvParams, OperatorParams
@@ -11,29 +12,11 @@ from hilstudy.rollout import rollout
 from hilstudy.sim import make_env
 
 
-def physics(env) -> np.ndarray:
-    d = env._base.data
-    return np.concatenate([d.qpos, d.qvel, d.ctrl, d.act, d.qacc_warmstart, [d.time]])
-
-
-def random_episode(env, seed: int, steps: int = 60) -> np.ndarray:
-    """Random xyz, gripper closed half the time (contacts, grasps, pushes): where chaos amplifies any difference."""
-    rng = np.random.default_rng(seed)
-    env.reset(seed=seed)
-    out = []
-    for i in range(steps):
-        a = rng.uniform(-1, 1, 4)
-        a[3] = 1.0 if i % 30 < 15 else a[3]
-        env.step(a)
-        out.append(physics(env))
-    return np.stack(out)
-
-
 def operator_episode(env, seed: int) -> np.ndarray:
     out = []
     op = ScriptedOperator(OperatorParams(), action_scale=env.cfg.action_scale)
     for _ in rollout(env, operator=op, seed=seed):
-        out.append(physics(env))
+        out.append(physics_state(env))
     return np.stack(out)
 
 
@@ -68,7 +51,7 @@ def test_torque_equals_gym_hils_opspace_along_a_trajectory(envs):
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_random_action_trajectories_are_bit_identical(envs, seed):
     stock, fast = envs
-    np.testing.assert_array_equal(random_episode(fast, seed), random_episode(stock, seed))
+    np.testing.assert_array_equal(physics_trace(fast, seed, steps=60), physics_trace(stock, seed, steps=60))
 
 
 @pytest.mark.parametrize("seed", [0, 7])
