@@ -10,8 +10,9 @@ episode, so every floating-point operation mirrors what numpy does in gym-hil's 
 - the Jacobian blocks are Fortran-ordered, as numpy's `J[:, dof_ids]` is, so BLAS sums in the same order;
 - inverses are `solve(A, I)`: numpy's `inv` is LAPACK's gesv against the identity (numba's `inv` is getri);
   near a singular task inertia, the pseudo-inverse is numpy's formula (SVD, cutoff, V S^-1 U^T), not numba's;
-- `arccos` is numpy's own (numpy's SIMD arccos differs from libm's in the last bit for ~2% of inputs),
-  called from the compiled loop in object mode.
+- `arccos` is numpy's own (numpy's SIMD arccos differs from libm's in the last bit for ~9% of inputs): the
+  compiled loop calls numpy's float64 arccos inner loop (the one `np.arccos` dispatches to on this CPU) through
+  its address in the ufunc object, checked against `np.arccos` bit for bit when first used.
 `tests/test_fastsim.py` checks trajectories and torques against gym-hil's code for equality, and
 `benchmarks/speed.py` prints the max deviation over 100 seeded episodes and the speed-up.
 
@@ -33,7 +34,7 @@ import hilstudy  # noqa: F401  (MUJOCO_GL before mujoco is imported)
 
 import numpy as np
 from gym_hil.envs.panda_pick_gym_env import PandaPickCubeGymEnv
-from numba import njit, objmode
+from numba import njit
 
 _LIB: ctypes.CDLL | None = None
 _FUNCS: tuple | None = None
@@ -72,6 +73,79 @@ def _mujoco_functions() -> tuple:
         CFunction("mj_fullM", types.void(ptr, ptr, ptr)),  # (m, dst, M)
     )
     return _FUNCS
+
+
+_ACOS: tuple | None = None
+
+
+def _numpy_arccos_loop() -> tuple:
+    """(loop, data): numpy's own float64 arccos inner loop (`void loop(char **args, npy_intp *dims, npy_intp *steps,
+    void *data)`) as a numba function, read from the public `PyUFuncObject` struct (numpy's ufuncobject.h): the
+    first 'd->d' entry of `np.arccos.types` is the loop numpy's type resolution picks. Checked bit for bit against
+    `np.arccos` on 100k inputs, so a numpy whose struct or dispatch differs fails here, not in a trajectory."""
+    global _ACOS
+    if _ACOS is not None:
+        return _ACOS
+    import numba.experimental.function_type  # noqa: F401  (numba's typeof for WrapperAddressProtocol)
+    from numba import types
+
+    u = np.arccos
+    base = id(u)
+    fields = ctypes.c_void_p.from_address  # PyObject_HEAD (16 bytes); int nin, nout, nargs, identity; then:
+    functions, data = fields(base + 32).value, fields(base + 40).value  # PyUFuncGenericFunction *, void **
+    ntypes, name = ctypes.c_int.from_address(base + 48).value, ctypes.c_char_p(fields(base + 56).value).value
+    if name != b"arccos" or ntypes != len(u.types) or "d->d" not in u.types:
+        raise RuntimeError(f"env.fast_sim: numpy {np.__version__}'s ufunc struct is not the expected one; set env.fast_sim: false")
+    i = u.types.index("d->d")
+    loop_addr, data_ptr = fields(functions + 8 * i).value, fields(data + 8 * i).value or 0  # NULL data: None
+
+    class Loop(types.WrapperAddressProtocol):
+        def __wrapper_address__(self) -> int:
+            return loop_addr
+
+        def signature(self):
+            return types.void(types.intp, types.intp, types.intp, types.intp)
+
+    loop = Loop()
+    x = np.concatenate([np.random.default_rng(0).uniform(-1, 1, 50_000), 1.0 - np.geomspace(1e-16, 1e-2, 50_000), [-1.0, 0.0, 1.0]])
+    with _quiet_compile():
+        same = np.array_equal(_acos_all(loop, data_ptr, x), np.arccos(x))
+    if not same:
+        raise RuntimeError(f"env.fast_sim: numpy {np.__version__}'s arccos loop differs from np.arccos; set env.fast_sim: false")
+    _ACOS = (loop, data_ptr)
+    return _ACOS
+
+
+@njit(cache=True)
+def _acos(loop, data_ptr, io, call):
+    """numpy's arccos of io[0] into io[1]: one call of the ufunc loop, `call` = the addresses of its args, dims, steps."""
+    loop(call[0], call[1], call[2], data_ptr)
+    return io[1]
+
+
+class _AcosBuffers:
+    """The ufunc loop's arguments for one element: io = [x, arccos(x)], args = [&io[0], &io[1]], dims = [1],
+    steps = [8, 8], all in arrays that live as long as this object; `call` holds their addresses."""
+
+    def __init__(self):
+        self.io = np.zeros(2)
+        self._mem = np.array([self.io.ctypes.data, self.io.ctypes.data + 8, 1, 8, 8], dtype=np.intp)
+        a = self._mem.ctypes.data
+        self.call = np.array([a, a + 16, a + 24], dtype=np.intp)
+
+
+@njit(cache=True)
+def _acos_each(loop, data_ptr, x, io, call):
+    out = np.empty_like(x)
+    for k in range(x.shape[0]):
+        io[0] = x[k]
+        out[k] = _acos(loop, data_ptr, io, call)
+    return out
+
+
+def _acos_all(loop, data_ptr, x: np.ndarray) -> np.ndarray:
+    b = _AcosBuffers()
+    return _acos_each(loop, data_ptr, x, b.io, b.call)
 
 
 @njit(cache=True)
@@ -118,7 +192,7 @@ def mat_to_quat(mat):  # gym_hil.controllers.opspace.mat_to_quat
 
 
 @njit(cache=True)
-def opspace_torque(jac_site, full_m, m_ptr, d_ptr, jacp_ptr, jacr_ptr, full_ptr, qm_ptr, site, d0, n, jacp, jacr,
+def opspace_torque(acos_loop, acos_data, acos_io, acos_call, jac_site, full_m, m_ptr, d_ptr, jacp_ptr, jacr_ptr, full_ptr, qm_ptr, site, d0, n, jacp, jacr,
                    full, qpos, qvel, site_xpos, site_xmat, qfrc_bias, x_des, quat_des, q_des, kp_pos, kd_pos, kp_ori, kd_ori, kp_joint, kd_joint):  # fmt: skip
     """gym_hil.controllers.opspace.opspace(pos=x_des, ori=quat_des, joint=q_des, gravity_comp=True), op for op."""
     q = qpos[d0 : d0 + n].copy()
@@ -151,8 +225,8 @@ def opspace_torque(jac_site, full_m, m_ptr, d_ptr, jacp_ptr, jacr_ptr, full_ptr,
         qy /= norm
         qz /= norm
         c = min(max(qw, -1.0), 1.0)
-        with objmode(half="float64"):  # numpy's arccos, not libm's: they differ in the last bit
-            half = np.arccos(np.float64(c))
+        acos_io[0] = c  # numpy's arccos, not libm's: they differ in the last bit
+        half = _acos(acos_loop, acos_data, acos_io, acos_call)
         angle = 2.0 * half
         sin_half = np.sqrt(1.0 - qw * qw)
         if sin_half < 1e-10:
@@ -184,13 +258,13 @@ def opspace_torque(jac_site, full_m, m_ptr, d_ptr, jacp_ptr, jacr_ptr, full_ptr,
 
 
 @njit(cache=True)
-def substeps(mj_step, jac_site, full_m, steps, m_ptr, d_ptr, jacp_ptr, jacr_ptr, full_ptr, qm_ptr, site, d0, n, c0,
+def substeps(acos_loop, acos_data, acos_io, acos_call, mj_step, jac_site, full_m, steps, m_ptr, d_ptr, jacp_ptr, jacr_ptr, full_ptr, qm_ptr, site, d0, n, c0,
              jacp, jacr, full, qpos, qvel, ctrl, site_xpos, site_xmat, qfrc_bias, x_des, quat_des, q_des, kp_pos, kd_pos, kp_ori, kd_ori,
              kp_joint, kd_joint):  # fmt: skip
     """gym-hil's substep loop: torque from the controller into ctrl, then mj_step, `steps` times."""
     for _ in range(steps):
         ctrl[c0 : c0 + n] = opspace_torque(
-            jac_site, full_m, m_ptr, d_ptr, jacp_ptr, jacr_ptr, full_ptr, qm_ptr, site, d0, n, jacp, jacr, full,
+            acos_loop, acos_data, acos_io, acos_call, jac_site, full_m, m_ptr, d_ptr, jacp_ptr, jacr_ptr, full_ptr, qm_ptr, site, d0, n, jacp, jacr, full,
             qpos, qvel, site_xpos, site_xmat, qfrc_bias, x_des, quat_des, q_des, kp_pos, kd_pos, kp_ori, kd_ori, kp_joint, kd_joint,
         )  # fmt: skip
         mj_step(m_ptr, d_ptr)
@@ -198,12 +272,14 @@ def substeps(mj_step, jac_site, full_m, steps, m_ptr, d_ptr, jacp_ptr, jacr_ptr,
 
 @contextlib.contextmanager
 def _quiet_compile():
-    """numba warns that '@' is faster on contiguous arrays when it compiles the kernels; the layouts mirror numpy's
-    on purpose, and the warning would make a first (compiling) run's output differ from a cached one's."""
-    from numba.core.errors import NumbaPerformanceWarning
+    """numba warns that '@' is faster on contiguous arrays when it compiles the kernels (the layouts mirror numpy's
+    on purpose) and that first-class functions are experimental; either warning would make a first (compiling)
+    run's output differ from a cached one's."""
+    from numba.core.errors import NumbaExperimentalFeatureWarning, NumbaPerformanceWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NumbaPerformanceWarning)
+        warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)  # first-class C functions
         yield
 
 
@@ -245,6 +321,8 @@ class FastPandaPickCubeGymEnv(PandaPickCubeGymEnv):
                       self._full.ctypes.data, data.qM.ctypes.data)  # fmt: skip
         self._views = (data.qpos, data.qvel, data.ctrl, data.site_xpos, data.site_xmat, data.qfrc_bias)  # views of MjData
         self._functions = _mujoco_functions()
+        self._acos_buffers = _AcosBuffers()  # the arccos loop's argument arrays, alive as long as the env
+        self._acos = (*_numpy_arccos_loop(), self._acos_buffers.io, self._acos_buffers.call)
         with _quiet_compile():  # compile (or load from numba's cache) now
             self._run_substeps(0)
 
@@ -266,7 +344,7 @@ class FastPandaPickCubeGymEnv(PandaPickCubeGymEnv):
     def _run_substeps(self, n: int) -> None:
         qpos, qvel, ctrl, site_xpos, site_xmat, qfrc_bias = self._views
         substeps(
-            *self._functions, n, *self._ptrs, self._pinch_site_id, self._d0, self._ndof, self._c0, self._jacp,
+            *self._acos, *self._functions, n, *self._ptrs, self._pinch_site_id, self._d0, self._ndof, self._c0, self._jacp,
             self._jacr, self._full, qpos, qvel, ctrl, site_xpos, site_xmat, qfrc_bias, *self._targets(),
         )  # fmt: skip
 
@@ -275,6 +353,6 @@ class FastPandaPickCubeGymEnv(PandaPickCubeGymEnv):
         qpos, qvel, _, site_xpos, site_xmat, qfrc_bias = self._views
         with _quiet_compile():
             return opspace_torque(
-                *self._functions[1:], *self._ptrs, self._pinch_site_id, self._d0, self._ndof, self._jacp, self._jacr,
+                *self._acos, *self._functions[1:], *self._ptrs, self._pinch_site_id, self._d0, self._ndof, self._jacp, self._jacr,
                 self._full, qpos, qvel, site_xpos, site_xmat, qfrc_bias, *self._targets(),
             )  # fmt: skip

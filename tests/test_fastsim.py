@@ -62,6 +62,20 @@ def test_operator_episodes_are_bit_identical(envs, seed):
     np.testing.assert_array_equal(b, a)
 
 
+def test_the_compiled_arccos_is_numpys_bit_for_bit():
+    """gym-hil's controller calls np.arccos, whose SIMD loop differs from libm's acos in the last bit for some inputs;
+    the compiled loop calls numpy's own inner loop, so it must agree everywhere, including where libm does not."""
+    import math
+
+    from hilstudy.fastsim import _acos_all, _numpy_arccos_loop
+
+    x = np.concatenate([np.random.default_rng(1).uniform(-1, 1, 20_000), np.cos(np.geomspace(1e-8, 0.5, 5_000))])
+    ours = _acos_all(*_numpy_arccos_loop(), x)
+    np.testing.assert_array_equal(ours, np.arccos(x))
+    libm = np.array([math.acos(v) for v in x])
+    assert (libm != ours).any(), "libm agrees everywhere here: the test would not tell numpy's arccos from libm's"
+
+
 def test_gripper_and_workspace_clipping_are_gym_hils(envs):
     """apply_action's first half (mocap target clipped to the workspace, gripper command) is gym-hil's own code."""
     stock, fast = envs
