@@ -113,9 +113,9 @@ def camera_frames(cfg: EnvParams) -> np.ndarray:
 
 
 def pixel_rates(steps: int = 100, image_size: int = 128) -> dict[str, Any]:
-    """Pixel-obs env steps/s with stock gym-hil rendering and with hilstudy's (lean_render + fast_sim), and
-    one state's frames from each (`frames`: stock on top, lean below)."""
-    stock_cfg = EnvParams(obs="pixels", image_size=image_size, fast_sim=False, lean_render=False)
+    """Pixel-obs env steps/s with stock gym-hil rendering and with hilstudy's defaults (lean_render,
+    render_mesh_faces, fast_sim), and one state's frames from each (`frames`: stock on top, hilstudy below)."""
+    stock_cfg = EnvParams(obs="pixels", image_size=image_size, fast_sim=False, lean_render=False, render_mesh_faces=0)
     lean_cfg = EnvParams(obs="pixels", image_size=image_size)
     with make_env(stock_cfg) as stock, make_env(lean_cfg) as lean:
         r_stock, r_lean = step_rate(stock, steps, repeats=1), step_rate(lean, steps, repeats=1)

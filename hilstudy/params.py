@@ -41,7 +41,8 @@ class EnvParams(Section):
     action_scale: float = Field(0.025, gt=0.0, le=0.1)  # metres the end effector target moves per unit xyz action
     max_episode_steps: int = Field(100, ge=1, le=10_000)  # time limit in control steps (10 Hz): then `truncated`
     fast_sim: bool = True  # sim: gym-hil's controller compiled (hilstudy/fastsim.py), same trajectories bit for bit, ~3x faster
-    lean_render: bool = True  # pixels: render policy images without shadows, reflections, haze and multisampling (~15x faster)
+    lean_render: bool = True  # pixels: render policy images without shadows, reflections, haze and multisampling (~8x faster)
+    render_mesh_faces: int = Field(1000, ge=0)  # pixels: triangles per mesh in the renderer's own copy of the model (physics keeps all); 0: all
 
 
 class OperatorParams(Section):

@@ -146,11 +146,12 @@ def test_lean_render_is_the_default_and_keeps_the_scene():
     """env.lean_render drops shadows, reflections, haze and multisampling; cameras, scene and sizes stay gym-hil's."""
     from hilstudy.sim import LeanRenderer
 
-    with make_env(EnvParams(obs="pixels", image_size=32)) as lean, make_env(EnvParams(obs="pixels", image_size=32, lean_render=False)) as stock:
+    stock_cfg = EnvParams(obs="pixels", image_size=32, lean_render=False, render_mesh_faces=0)
+    with make_env(EnvParams(obs="pixels", image_size=32)) as lean, make_env(stock_cfg) as stock:
         a, _ = lean.reset(seed=1)
         b, _ = stock.reset(seed=1)
         assert type(lean._base._viewer) is LeanRenderer and type(stock._base._viewer) is not LeanRenderer
-        assert lean._base.model.vis.quality.offsamples == 0 and stock._base.model.vis.quality.offsamples > 0
+        assert lean._base._viewer.model.vis.quality.offsamples == 0 and stock._base._viewer.model.vis.quality.offsamples > 0
         assert all(lean._base._viewer.scene.flags[f] == 0 for f in LeanRenderer.OFF)
         assert stock._base._viewer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] == 1
         np.testing.assert_array_equal(a["observation.state"], b["observation.state"])
@@ -160,6 +161,42 @@ def test_lean_render_is_the_default_and_keeps_the_scene():
             corr = np.corrcoef(a[key].mean(-1).ravel(), b[key].mean(-1).ravel())[0, 1]
             shifted = np.corrcoef(a[key].mean(-1).ravel(), np.roll(b[key], 8, axis=1).mean(-1).ravel())[0, 1]
             assert corr > 0.5 and corr > shifted + 0.3, (key, corr, shifted)  # wrist ~0.6: the arm's shadow is gone
+
+
+def test_render_model_decimates_a_copy_and_leaves_physics_alone():
+    """The renderer's copy has at most render_mesh_faces triangles per mesh, is the same on every build, and
+    differs from the physics model in mesh data only; the physics model keeps gym-hil's meshes."""
+    from hilstudy.sim import render_model
+
+    with make_env(EnvParams(obs="pixels", image_size=32)) as env, make_env(EnvParams()) as plain:
+        physics, rmodel = env._base.model, env._base._viewer.model
+        assert rmodel is not physics
+        assert rmodel.mesh_facenum.max() <= 1000 < physics.mesh_facenum.max()
+        assert rmodel.mesh_facenum.sum() < physics.mesh_facenum.sum() / 3
+        for name in ("mesh_face", "mesh_vert", "mesh_facenum", "mesh_vertnum", "body_mass", "body_inertia", "geom_size"):
+            np.testing.assert_array_equal(getattr(physics, name), getattr(plain._base.model, name), err_msg=name)
+        for name in ("body_mass", "body_inertia", "geom_size", "geom_rgba", "cam_fovy", "geom_dataid"):
+            np.testing.assert_array_equal(getattr(rmodel, name), getattr(physics, name), err_msg=name)
+        again = render_model(physics, 1000)
+        for name in ("mesh_face", "mesh_vert", "mesh_normal", "mesh_facenum"):
+            np.testing.assert_array_equal(getattr(again, name), getattr(rmodel, name), err_msg=name)
+
+
+def test_decimated_meshes_look_the_same_and_keep_the_physics():
+    """Full vs decimated meshes, both lean: nearly the same images at 128x128, and physics bit for bit."""
+    from hilstudy.bench import physics_trace
+
+    full_cfg = EnvParams(obs="pixels", render_mesh_faces=0)
+    with make_env(EnvParams(obs="pixels")) as lean, make_env(full_cfg) as full, make_env(EnvParams()) as state:
+        np.testing.assert_array_equal(physics_trace(lean, 5, steps=20), physics_trace(state, 5, steps=20))
+        a, _ = lean.reset(seed=2)
+        b, _ = full.reset(seed=2)
+        for _ in range(6):
+            a, *_ = lean.step(np.array([0.4, -0.3, -0.6, 0.5]))
+            b, *_ = full.step(np.array([0.4, -0.3, -0.6, 0.5]))
+        for key in ("observation.images.front", "observation.images.wrist"):
+            diff = np.abs(a[key].astype(int) - b[key].astype(int))
+            assert diff.mean() < 2.0 and (diff > 32).mean() < 0.01, (key, diff.mean(), (diff > 32).mean())
 
 
 def test_real_is_not_the_sim():
