@@ -13,7 +13,8 @@ Prints (the measurements are `hilstudy.bench`'s; `notebooks/90_speed.py` shows t
 - pixel-observation env steps/s: stock gym-hil rendering vs hilstudy's (`env.lean_render` + `fast_sim`, the
   defaults) and the mean absolute pixel difference of one state's images; `--frames` saves them (top: stock);
 - fine-tuning env steps/s end to end (run `scratch-bcloss`, seed 0, `--finetune-steps` env steps, updates
-  from step 300, no evaluations) with stock and compiled sim, and whether the two runs' results are equal;
+  from step 300, no evaluations): stock sim with updates in turn, compiled sim, and compiled sim with the
+  update beside the env step (`finetune.overlap`, the default), and whether all runs' results are equal;
 - the process's peak resident memory.
 """
 
@@ -51,8 +52,9 @@ def main() -> None:
             print(f"frames (top: stock, bottom: lean; front | wrist) -> {args.frames}")
     if args.finetune_steps:
         f = bench.finetune_rates(args.finetune_steps)
-        print(f"fine-tuning env steps/s ({args.finetune_steps} steps, updates from 300): stock sim {f['stock_steps_per_s']:.1f}   "
-              f"fast_sim {f['fast_steps_per_s']:.1f}   ratio {f['ratio']:.2f}x   (same results: {f['same_results']})")
+        rates = "   ".join(f"{name} {r:.1f}" for name, r in f["steps_per_s"].items())
+        print(f"fine-tuning env steps/s ({args.finetune_steps} steps, updates from 300): {rates}   "
+              f"ratio {f['ratio']:.2f}x (overlap alone {f['overlap_ratio']:.2f}x)   (same results: {f['same_results']})")
     print(f"peak resident memory of this process: {bench.peak_rss_mib():.0f} MiB")
 
 

@@ -125,22 +125,32 @@ def pixel_rates(steps: int = 100, image_size: int = 128) -> dict[str, Any]:
             "mean_abs_pixel_difference": diff, "frames": np.concatenate(frames, axis=0)}  # fmt: skip
 
 
+FINETUNE_SETUPS = {  # name: (env.fast_sim, finetune.overlap); "stock" is gym-hil's sim with updates in turn
+    "stock": (False, False),
+    "fast_sim": (True, False),
+    "fast_sim+overlap": (True, True),  # hilstudy's defaults
+}
+
+
 def finetune_rates(steps: int = 1500, run: str = "scratch-bcloss") -> dict[str, Any]:
     """Env steps/s of a default-study fine-tuning run (seed 0, `steps` env steps, no evaluations; the training
-    loop's `train_time_s`) with stock and with compiled sim; the runs' results must be the same."""
+    loop's `train_time_s`) for each of FINETUNE_SETUPS; the runs' results must be the same."""
     from hilstudy.demos import record_demos
     from hilstudy.finetune import finetune
 
     rates, results = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         record_demos(load(overrides={"demos.num_episodes": 5}), Path(tmp) / "demos", progress=False)
-        for fast in (False, True):
-            over = {"finetune.env_steps": steps, "finetune.eval_episodes": 0, "finetune.checkpoint_every": steps, "env.fast_sim": fast}
-            summary, r = finetune(run_params(load(overrides=over), run, 0), Path(tmp) / "demos", Path(tmp) / f"ft-{fast}")
-            rates[fast] = steps / r.train_time
-            results[fast] = {k: summary[k] for k in ("updates", "episodes", "intervention_rate_mean")}
-    return {"stock_steps_per_s": rates[False], "fast_steps_per_s": rates[True], "ratio": rates[True] / rates[False],
-            "same_results": results[True] == results[False], "results": results[True]}  # fmt: skip
+        for name, (fast, overlap) in FINETUNE_SETUPS.items():
+            over = {"finetune.env_steps": steps, "finetune.eval_episodes": 0, "finetune.checkpoint_every": steps,
+                    "env.fast_sim": fast, "finetune.overlap": overlap}  # fmt: skip
+            summary, r = finetune(run_params(load(overrides=over), run, 0), Path(tmp) / "demos", Path(tmp) / name)
+            rates[name] = steps / r.train_time
+            results[name] = {k: summary[k] for k in ("updates", "episodes", "intervention_rate_mean", "success_last20", "jitter_last20")}
+    default = rates["fast_sim+overlap"]
+    return {"steps_per_s": rates, "stock_steps_per_s": rates["stock"], "fast_steps_per_s": default,
+            "ratio": default / rates["stock"], "overlap_ratio": default / rates["fast_sim"],
+            "same_results": all(r == results["stock"] for r in results.values()), "results": results["stock"]}  # fmt: skip
 
 
 def learner_rates(updates: int = 300, threads: int = 1, batch_size: int = 256) -> dict[str, Any]:

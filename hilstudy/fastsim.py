@@ -257,7 +257,7 @@ def opspace_torque(acos_loop, acos_data, acos_io, acos_call, jac_site, full_m, m
     return tau
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # releases the GIL: fine-tuning's learner thread runs beside it (finetune.overlap)
 def substeps(acos_loop, acos_data, acos_io, acos_call, mj_step, jac_site, full_m, steps, m_ptr, d_ptr, jacp_ptr, jacr_ptr, full_ptr, qm_ptr, site, d0, n, c0,
              jacp, jacr, full, qpos, qvel, ctrl, site_xpos, site_xmat, qfrc_bias, x_des, quat_des, q_des, kp_pos, kd_pos, kp_ori, kd_ori,
              kp_joint, kd_joint):  # fmt: skip

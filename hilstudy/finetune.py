@@ -24,6 +24,7 @@ import os
 import random
 import shutil
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,15 @@ import torch
 
 from hilstudy.faults import NumericalFault, check_finite
 from hilstudy.params import StudyParams
-from hilstudy.policy import ActorPolicy, load_policy, make_policy, make_policy_config, observations, save_policy
+from hilstudy.policy import (
+    ActorPolicy,
+    load_policy,
+    make_policy,
+    make_policy_config,
+    observations,
+    resolve_device,
+    save_policy,
+)
 from hilstudy.rollout import EpisodeEndReward, Transition, episode_metrics, rollout
 from hilstudy.seeding import seed_everything
 
@@ -62,14 +71,15 @@ def add_transition(buffer, tr: Transition, done: bool) -> None:
     )
 
 
-def make_buffer(capacity: int, state_keys: list[str], pixels: bool):
+def make_buffer(capacity: int, state_keys: list[str], pixels: bool, device: str = "cpu"):
+    """lerobot's ReplayBuffer, stored in CPU memory; sampled batches land on `device` (the learner's)."""
     from lerobot.rl.buffer import ReplayBuffer
 
     # optimize_memory reads next_state as states[idx + 1]: wrong for an intervention-only buffer
-    return ReplayBuffer(capacity, device="cpu", state_keys=state_keys, use_drq=pixels, storage_device="cpu", optimize_memory=False)
+    return ReplayBuffer(capacity, device=device, state_keys=state_keys, use_drq=pixels, storage_device="cpu", optimize_memory=False)
 
 
-def buffer_from_demos(demos, capacity: int, pixels: bool):
+def buffer_from_demos(demos, capacity: int, pixels: bool, device: str = "cpu"):
     """The offline buffer, from demo frames: next_state is the next frame of the same episode.
 
     The last frame of an episode has no next frame in the dataset; it is terminal (next.done) for every
@@ -77,7 +87,7 @@ def buffer_from_demos(demos, capacity: int, pixels: bool):
     its last next_state is its own state (an approximation, the one lerobot's own conversion makes).
     """
     keys = list(demos.obs)
-    buf = make_buffer(capacity, keys, pixels)
+    buf = make_buffer(capacity, keys, pixels, device)
     n = len(demos)
     for i in range(n):
         last = i == n - 1 or demos.episode[i + 1] != demos.episode[i]
@@ -158,15 +168,15 @@ def algorithm_config(params: StudyParams, policy_config):
     )
 
 
-def build_agent(params: StudyParams, features: dict, bc_dir: str | Path | None):
-    """(algorithm, preprocessor, postprocessor): the policy from scratch or from the BC weights."""
+def build_agent(params: StudyParams, features: dict, bc_dir: str | Path | None, device: str = "cpu"):
+    """(algorithm, preprocessor, postprocessor): the policy from scratch or from the BC weights, on `device`."""
     from hilstudy.agents import SACBCAlgorithm
 
-    config = make_policy_config(features, params.policy)
+    config = make_policy_config(features, params.policy, device)
     if params.finetune.init == "bc":
         if bc_dir is None:
             raise ValueError("finetune.init is 'bc' but no BC policy folder was given")
-        policy, pre, post = load_policy(bc_dir, expected_config=config)  # strict, features checked, tensors compared
+        policy, pre, post = load_policy(bc_dir, expected_config=config, device=device)  # strict, features checked, tensors compared
     else:
         policy, pre, post = make_policy(config)
     policy.train()
@@ -184,11 +194,14 @@ def dir_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def params_digest(params: StudyParams, inputs: dict[str, str] | None = None) -> str:
-    """What a checkpoint must match to be resumed: the sections that shape the run, and the digests of the
-    input files it learns from (demos; BC actor; classifier). A checkpoint made from other inputs (re-recorded
-    demos, a retrained BC actor or classifier) is not resumed: the run starts over."""
+def params_digest(params: StudyParams, inputs: dict[str, str] | None = None, device: str = "cpu") -> str:
+    """What a checkpoint must match to be resumed: the sections that shape the run, the device the learner
+    actually ran on (CPU and GPU round differently), and the digests of the input files it learns from (demos;
+    BC actor; classifier). A checkpoint made from other inputs (re-recorded demos, a retrained BC actor or
+    classifier) or on another device is not resumed: the run starts over."""
     keep = {k: getattr(params, k).model_dump(mode="json") for k in ("env", "operator", "policy", "finetune")}
+    del keep["finetune"]["overlap"]  # how updates are scheduled, not what they compute: either mode may resume
+    keep["finetune"]["device"] = device  # resolved ('auto' is cpu or cuda)
     keep["inputs"] = inputs or {}
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -211,13 +224,14 @@ class Run:
         from hilstudy.bc import load_demo_tensors
 
         self.params, self.cfg = params, params.finetune
+        self.device = resolve_device(self.cfg.device)  # before any compute: 'cuda' without one fails here
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.bc_dir = bc_dir
         seed_everything(self.cfg.seed)
         demos = load_demo_tensors(demos_root)
         self.features = demos.features
-        self.algorithm, self.pre, self.post = build_agent(params, demos.features, bc_dir)
+        self.algorithm, self.pre, self.post = build_agent(params, demos.features, bc_dir, self.device)
         self.inputs = {"demos": dir_digest(demos_root)}
         if self.cfg.init == "bc":
             self.inputs["bc"] = dir_digest(Path(bc_dir) / "model.safetensors")
@@ -231,8 +245,8 @@ class Run:
             self.inputs["classifier"] = dir_digest(classifier_dir)
         self.pixels = params.env.obs == "pixels"
         demos.obs = observations(self.pre(dict(demos.obs)))
-        self.offline = buffer_from_demos(demos, len(demos) + self.cfg.env_steps, self.pixels)
-        self.online = make_buffer(self.cfg.buffer_capacity, list(demos.obs), self.pixels)
+        self.offline = buffer_from_demos(demos, len(demos) + self.cfg.env_steps, self.pixels, self.device)
+        self.online = make_buffer(self.cfg.buffer_capacity, list(demos.obs), self.pixels, self.device)
         self.mixer = OnlineOfflineMixer(self.online, self.offline, online_ratio=self.cfg.online_ratio)
         self.trainer = RLTrainer(self.algorithm, self.mixer, self.cfg.batch_size, preprocessor=self.pre)
         self.env_step = 0
@@ -241,6 +255,9 @@ class Run:
         self.logs: dict[str, list[dict]] = {"updates": [], "episodes": [], "evals": []}
         self._acc: dict[str, list[float]] = {}
         self.train_time = 0.0
+        self._learner: ThreadPoolExecutor | None = None  # overlapped mode: the thread the updates run in
+        self._inflight: Future | None = None  # the update running beside the env step
+        self._pending: Transition | None = None  # the last transition, stored once the next step is decided
 
     # -------------------------------------------------------------------------------- checkpoints
     @property
@@ -255,16 +272,17 @@ class Run:
             shutil.rmtree(tmp)
         save_policy(self.algorithm.policy, self.pre, self.post, tmp / "pretrained_model")
         (tmp / "algorithm").mkdir(parents=True)
-        save_file({k: v.contiguous() for k, v in self.algorithm.state_dict().items()}, str(tmp / "algorithm" / "model.safetensors"))
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.algorithm.state_dict().items()}, str(tmp / "algorithm" / "model.safetensors"))
         ts = tmp / "training_state"
         ts.mkdir()
         torch.save({k: o.state_dict() for k, o in self.algorithm.get_optimizers().items()}, ts / "optimizers.pt")
         torch.save({"online": buffer_state(self.online), "offline": buffer_state(self.offline)}, ts / "buffers.pt")
-        torch.save(
-            {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}, ts / "rng.pt"
-        )
+        rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+        if self.device == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        torch.save(rng, ts / "rng.pt")
         state = {
-            "params_digest": params_digest(self.params, self.inputs),
+            "params_digest": params_digest(self.params, self.inputs, self.device),
             "env_step": self.env_step,
             "episode": self.episode,
             "updates": self.updates,
@@ -287,11 +305,11 @@ class Run:
         if not state_file.exists():
             return False
         state = json.loads(state_file.read_text())
-        if state["params_digest"] != params_digest(self.params, self.inputs):
+        if state["params_digest"] != params_digest(self.params, self.inputs, self.device):
             return False  # another run's checkpoint: start over (it is replaced at the first checkpoint)
-        policy, _, _ = load_policy(self.ckpt / "pretrained_model", expected_config=self.algorithm.policy.config)
+        policy, _, _ = load_policy(self.ckpt / "pretrained_model", expected_config=self.algorithm.policy.config, device=self.device)
         self.algorithm.policy.load_state_dict(policy.state_dict(), strict=True)
-        algo = load_file(str(self.ckpt / "algorithm" / "model.safetensors"))
+        algo = load_file(str(self.ckpt / "algorithm" / "model.safetensors"), device=self.device)
         self.algorithm.load_state_dict(algo)
         for name, sd in (("policy", policy.state_dict()), ("algorithm", algo)):  # verify, don't assume
             current = self.algorithm.policy.state_dict() if name == "policy" else self.algorithm.state_dict()
@@ -309,6 +327,8 @@ class Run:
         torch.set_rng_state(rng["torch"])
         np.random.set_state(rng["numpy"])
         random.setstate(rng["python"])
+        if "cuda" in rng and self.device == "cuda":
+            torch.cuda.set_rng_state_all(rng["cuda"])
         self.env_step, self.episode, self.updates = state["env_step"], state["episode"], state["updates"]
         self.algorithm.optimization_step = state["optimization_step"]
         self.logs, self._acc = state["logs"], state["acc"]
@@ -384,35 +404,58 @@ class Run:
         with make_env(self.params.env) as base:
             # reward `episode_end`: success is judged once, at the time limit (devlog 059's terminal-only signal)
             env = EpisodeEndReward(base, self.params.env.max_episode_steps) if cfg.reward == "episode_end" else base
-            while self.env_step < cfg.env_steps:
-                t0 = time.perf_counter()
-                seed = cfg.seed * EPISODE_SEED_STRIDE + self.episode
-                episode: list[Transition] = []
-                pending: Transition | None = None
-                for tr in rollout(env, policy=act, operator=operator, seed=seed, reward_fn=self.reward_fn):
-                    if pending is not None:
-                        self._store(pending, failed_takeover=tr.intervention_start and not pending.is_intervention)
-                    pending = tr
-                    episode.append(tr)
-                    self.env_step += 1
-                    if self.env_step > cfg.learning_starts:
-                        self._log_update(self._update())
-                    if cfg.eval_episodes > 0 and self.env_step % cfg.eval_every == 0:
-                        self.evaluate()
-                    if self.env_step >= cfg.env_steps:
-                        break
-                if pending is not None:
-                    self._store(pending, failed_takeover=False)
-                self.train_time += time.perf_counter() - t0
-                m = episode_metrics(episode)
-                self.logs["episodes"].append({"episode": self.episode, "env_step": self.env_step, "seed": seed, **m})
-                self.episode += 1
-                if self.env_step >= next_ckpt or self.env_step >= cfg.env_steps:
-                    self.save_checkpoint()
-                    next_ckpt = (self.env_step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-                    if stop_at is not None and self.env_step >= stop_at:
-                        raise StopRun(f"stopped at env step {self.env_step}")
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="learner") as learner:
+                self._learner = learner if cfg.overlap else None
+                while self.env_step < cfg.env_steps:
+                    t0 = time.perf_counter()
+                    seed = cfg.seed * EPISODE_SEED_STRIDE + self.episode
+                    episode: list[Transition] = []
+                    self._pending = None
+                    for tr in rollout(env, policy=act, operator=operator, seed=seed, reward_fn=self.reward_fn, before_step=self._before_step):
+                        if self._learner is None:  # sequential: store the previous transition, then update
+                            self._store_pending(tr.intervention_start)
+                        self._pending = tr
+                        episode.append(tr)
+                        self.env_step += 1
+                        if self._learner is not None:  # overlapped: the update ran beside this env step
+                            stats = self._inflight.result() if self._inflight is not None else None
+                            self._inflight = None
+                        else:
+                            stats = self._update() if self.env_step > cfg.learning_starts else None
+                        if stats is not None:
+                            self._log_update(stats)
+                        if cfg.eval_episodes > 0 and self.env_step % cfg.eval_every == 0:
+                            self.evaluate()
+                        if self.env_step >= cfg.env_steps:
+                            break
+                    self._store_pending(False)
+                    self.train_time += time.perf_counter() - t0
+                    m = episode_metrics(episode)
+                    self.logs["episodes"].append({"episode": self.episode, "env_step": self.env_step, "seed": seed, **m})
+                    self.episode += 1
+                    if self.env_step >= next_ckpt or self.env_step >= cfg.env_steps:
+                        self.save_checkpoint()
+                        next_ckpt = (self.env_step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+                        if stop_at is not None and self.env_step >= stop_at:
+                            raise StopRun(f"stopped at env step {self.env_step}")
         return self.summary()
+
+    def _before_step(self, intervention_start: bool) -> None:
+        """Overlapped mode, called once the coming step's action is chosen and before the env steps: the previous
+        transition is complete now (whether this step starts a takeover is known), so store it and start this
+        step's update in the learner thread. The update sees the same buffer and weights as in sequential mode,
+        and the next action waits for it, so results are the same bit for bit; the env and the operator use
+        their own RNGs, never torch's, which the update draws from."""
+        if self._learner is None:
+            return
+        self._store_pending(intervention_start)
+        if self.env_step + 1 > self.cfg.learning_starts:
+            self._inflight = self._learner.submit(self._update)
+
+    def _store_pending(self, next_starts_takeover: bool) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self._store(pending, failed_takeover=next_starts_takeover and not pending.is_intervention)
 
     def _store(self, tr: Transition, failed_takeover: bool) -> None:
         """Online gets everything; offline gets the interventions (HIL-SERL). done = termination only."""

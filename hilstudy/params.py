@@ -149,6 +149,8 @@ class FinetuneParams(Section):
     checkpoint_every: int = Field(1000, ge=1)  # env steps between checkpoints (taken at the next episode end)
     log_every: int = Field(50, ge=1)  # updates averaged into one logged point
     torch_threads: int = Field(1, ge=1, le=256)  # torch CPU threads for the run (1: fastest for these nets on few cores)
+    overlap: bool = True  # the learner update runs in a thread beside the env step; results bit-identical to false
+    device: Literal["cpu", "cuda", "auto"] = "cpu"  # the learner's torch device; auto: cuda when present. CPU: tested, reproducible
 
 
 RUN_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # a run's name is part of stage names and folder names

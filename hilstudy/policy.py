@@ -126,9 +126,20 @@ def make_policy(config) -> tuple[Any, Any, Any]:
     from lerobot.policies.factory import make_pre_post_processors
     from lerobot.policies.gaussian_actor import GaussianActorPolicy
 
-    policy = GaussianActorPolicy(config)
+    policy = GaussianActorPolicy(config).to(config.device)  # initialised on the CPU's RNG whatever the device
     pre, post = make_pre_post_processors(config, dataset_stats=None)
     return policy, pre, post
+
+
+def resolve_device(name: str, what: str = "finetune.device") -> str:
+    """'cpu' | 'cuda' | 'auto' -> a torch device name; 'cuda' without a CUDA device fails here, before compute."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{what} is 'cuda' but torch sees no CUDA device here; use 'cpu' or 'auto'")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"{what} must be 'cpu', 'cuda' or 'auto', got {name!r}")
+    return name
 
 
 # ---------------------------------------------------------------------------------------- inputs

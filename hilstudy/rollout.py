@@ -86,6 +86,7 @@ def rollout(
     operator: Operator | None = None,
     seed: int | None = None,
     reward_fn: RewardFn | None = None,
+    before_step: Callable[[bool], None] | None = None,
 ) -> Iterator[Transition]:
     """Run one episode and yield its transitions.
 
@@ -111,6 +112,8 @@ def rollout(
         else:
             action, is_int, start = policy_action, False, False
         action = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+        if before_step is not None:
+            before_step(start)
         next_obs, reward, terminated, truncated, info = env.step(action)
         if reward_fn is not None:
             fn_reward, fn_success = reward_fn(next_obs)

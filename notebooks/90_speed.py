@@ -68,7 +68,8 @@ rows = {"sim, state obs (steps/s)": (sim["stock_steps_per_s"], sim["fast_steps_p
 if finetune_steps:
     ft = bench.finetune_rates(finetune_steps)
     rows["fine-tuning (env steps/s)"] = (ft["stock_steps_per_s"], ft["fast_steps_per_s"])
-    print("fine-tuning results equal with stock and compiled sim:", ft["same_results"])
+    print("fine-tuning env steps/s per setup:", {k: round(v, 1) for k, v in ft["steps_per_s"].items()})
+    print("fine-tuning results equal with stock sim, compiled sim and overlapped updates:", ft["same_results"])
 learner = bench.learner_rates(learner_updates)
 rows["SAC update (updates/s): stock SAC vs sac_bc w=0.5"] = (learner["rates"]["stock SAC"], learner["rates"]["sac_bc w=0.5"])
 print("sac_bc at bc_weight 0 computes stock SAC's losses:", learner["w0_equals_stock"])

@@ -140,6 +140,8 @@ CASES = [
     ("float for an int", load_edited("  steps: 2000", "  steps: 2000.5"), P.ParamsError, "bc.steps: Input should be a valid integer", None),
     ("out of range", load_edited("online_ratio: 0.5", "online_ratio: 1.5"), P.ParamsError,
      "finetune.online_ratio: Input should be less than or equal to 1", None),
+    ("unknown device", load_edited("device: cpu ", "device: gpu "), P.ParamsError,
+     "finetune.device: Input should be 'cpu', 'cuda' or 'auto'", None),
     ("unknown choice", load_edited("obs: state ", "obs: rgb "), P.ParamsError, "env.obs: Input should be 'state' or 'pixels'", None),
     ("negative weight", load_edited("scratch-bcloss: {bc_weight: 0.5}", "scratch-bcloss: {bc_weight: -0.5}"), P.ParamsError,
      "runs.from_scratch.scratch-bcloss.bc_weight: Input should be greater than or equal to 0", None),
@@ -172,6 +174,9 @@ CASES = [
      "finetune.init is 'bc' but no BC policy folder was given", "out"),
     ("classifier reward without a classifier", lambda tmp, f: finetune(tiny(finetune={"reward": "classifier"}), f["demos"], tmp / "out"),
      ValueError, "finetune.reward is 'classifier' but no classifier folder was given", "out"),
+    *([("cuda without a GPU", lambda tmp, f: finetune(tiny(finetune={"device": "cuda"}), f["demos"], tmp / "out"), ValueError,
+        "finetune.device is 'cuda' but torch sees no CUDA device here; use 'cpu' or 'auto'", "out")]
+      if not torch.cuda.is_available() else []),
     ("classifier for other cameras", classifier_for_other_cameras, ClassifierError, "the classifier reads", None),
     ("incomplete classifier folder", incomplete_classifier, ClassifierError, "no complete saved classifier here (missing model.safetensors", None),
     ("classifier held-out episodes >= episodes", lambda tmp, f: run_classifier(tiny(classifier={"val_episodes": 3}), tmp / "out"),

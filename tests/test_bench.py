@@ -24,9 +24,10 @@ def test_pixel_rates_give_a_frame_from_each_renderer():
     assert p["stock_steps_per_s"] > 0 and p["lean_steps_per_s"] > 0 and p["mean_abs_pixel_difference"] > 0
 
 
-def test_finetuning_gives_the_same_results_with_stock_and_compiled_sim():
+def test_finetuning_gives_the_same_results_with_stock_sim_compiled_sim_and_overlap():
     f = bench.finetune_rates(steps=330)
     assert f["same_results"] and f["results"]["updates"] == 30
+    assert set(f["steps_per_s"]) == {"stock", "fast_sim", "fast_sim+overlap"}
 
 
 def test_sac_bc_at_weight_0_computes_stock_sacs_losses():

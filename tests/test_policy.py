@@ -225,3 +225,15 @@ def test_env_frames_become_unit_floats_chw():
     assert batch["observation.state"].dtype == torch.float32
     with pytest.raises(ValueError, match="uint8 HWC"):
         to_policy_batch({"observation.images.wrist": frame.astype(np.float32)})
+
+
+def test_resolve_device():
+    from hilstudy.policy import resolve_device
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="finetune.device is 'cuda' but torch sees no CUDA device"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match="must be 'cpu', 'cuda' or 'auto'"):
+        resolve_device("tpu")
