@@ -25,6 +25,7 @@ bench: env
 	python benchmarks/speed.py
 	python benchmarks/learner.py
 	python benchmarks/expert.py
+	python benchmarks/study.py
 
 clean-env:
 	rm -rf $(VENV)

@@ -5,7 +5,7 @@
 Prints, per noise level (0 and the default `operator.noise_std`): the expert's success rate over seeds
 0..episodes-1, its mean episode length (steps, successful or not) and the rate of the whole loop (env +
 operator); then the bare state-obs env step rate (random actions, resets included) and, unless
---no-pixels, the pixel-obs step rate with stock gym-hil rendering.
+--no-pixels, the pixel-obs step rate with the study's rendering (`env.lean_render`, `env.render_mesh_faces`).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def main() -> None:
     if not args.no_pixels:
         cfg = EnvParams(obs="pixels")
         with make_env(cfg) as env:
-            print(f"pixel obs {cfg.image_size}x{cfg.image_size} (2 cameras, stock gym-hil rendering): "
+            print(f"pixel obs {cfg.image_size}x{cfg.image_size} (2 cameras, lean_render + render_mesh_faces): "
                   f"{step_rate(env, 10, repeats=1):6.1f} env steps/s")
 
 

@@ -27,6 +27,29 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _measured(fn_name: str, args: tuple, kwargs: dict) -> tuple[Any, float]:
+    return globals()[fn_name](*args, **kwargs), peak_rss_mib()
+
+
+def isolated(fn, *args, **kwargs) -> tuple[Any, float]:
+    """(fn(*args, **kwargs), the peak resident memory in MiB of the fresh process it ran in): one measurement's
+    memory, apart from what earlier measurements left in this process. `fn` is one of this module's functions."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if globals().get(fn.__name__) is not fn:
+        raise ValueError(f"isolated() runs hilstudy.bench's own functions, not {fn!r}")
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_measured, fn.__name__, args, kwargs).result()
+
+
+def baseline() -> None:
+    """Nothing: `isolated(baseline)` gives the memory of a process that has imported hilstudy.bench (torch,
+    MuJoCo, gym-hil), the floor under every measurement's figure."""
+    import gym_hil  # noqa: F401
+    import torch  # noqa: F401
+
+
 def step_rate(env, steps: int, repeats: int = 3) -> float:
     """Best-of-`repeats` env steps/s under seeded uniform random actions (resets when an episode ends)."""
     actions = np.random.default_rng(0).uniform(-1, 1, (steps, 4)).astype(np.float32)
@@ -232,3 +255,38 @@ def synthetic_mixer(state_dim: int, n: int, seed: int = 0):
 def _repeat(batch):
     while True:  # a fresh top-level dict per update: lerobot's update may replace entries
         yield {k: (dict(v) if isinstance(v, dict) else v) for k, v in batch.items()}
+
+
+def study_records(root: str | Path) -> list[dict[str, Any]]:
+    """`hilstudy repro`'s records in `<root>/data/repro-history.jsonl`, oldest first ([] if it never ran here)."""
+    import json
+
+    from hilstudy.repro import HISTORY
+
+    path = Path(root) / HISTORY
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def pipeline_stages(root: str | Path) -> list[str]:
+    """Every stage of the project's pipeline (dvc.yaml, foreach expanded)."""
+    import contextlib
+
+    from dvc.repo import Repo
+
+    with contextlib.chdir(root), Repo(str(root)) as repo:
+        return [s.addressing for s in repo.index.stages if s.cmd]
+
+
+def study_wall_clock(root: str | Path) -> dict[str, Any] | None:
+    """The last successful `hilstudy repro` that ran the whole pipeline here: its wall-clock, jobs, the sum of
+    its stage times and the slowest stage; None if there was none (run `make study`)."""
+    stages = set(pipeline_stages(root))
+    full = [r for r in study_records(root) if r["returncode"] == 0 and r.get("stages") and set(r["stages"]) >= stages]
+    if not full:
+        return None
+    r = full[-1]
+    slowest = max(r["stages"], key=r["stages"].get)
+    return {"started": r["started"], "commit": r["commit"], "wall_s": r["wall_s"], "jobs": r["jobs"], "stages": len(r["stages"]),
+            "stage_time_sum_s": round(sum(r["stages"].values()), 1), "slowest_stage": slowest, "slowest_s": r["stages"][slowest]}  # fmt: skip

@@ -13,11 +13,16 @@ about the time of one. This runs DVC's own plan in waves:
 Results do not depend on `jobs`: every stage seeds itself and uses its own torch threads (tested: a
 parallel run and a serial `dvc repro` give the same dvc.lock). A failing stage stops the next wave; the
 stages that finished are committed, so a re-run continues from there.
+
+Every call appends one line to `data/repro-history.jsonl` (not tracked: a wall-clock is no result): when it
+started, its wall-clock, `jobs`, the stages it ran with their times, the git commit and the exit status.
+`python benchmarks/study.py` prints the study's wall-clock from it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 import time
@@ -56,9 +61,33 @@ def _run_stage(root: Path, name: str, cmd: str) -> tuple[str, int, float, str]:
     return name, proc.returncode, time.perf_counter() - t0, proc.stdout + proc.stderr
 
 
+HISTORY = Path("data") / "repro-history.jsonl"
+
+
+def _git_commit(root: Path) -> str | None:
+    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
 def repro(root: str | Path = ".", jobs: int = 2, targets: list[str] | None = None, log=print) -> int:
-    """Reproduce the pipeline (or `targets` and what they need) with up to `jobs` stages at once; 0 if all ran."""
+    """Reproduce the pipeline (or `targets` and what they need) with up to `jobs` stages at once; 0 if all ran.
+    Appends the call's wall-clock and stage times to `data/repro-history.jsonl`."""
     root = Path(root).resolve()
+    started, t0 = time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.perf_counter()
+    stages: dict[str, float] = {}
+    rc = 1
+    try:
+        rc = _repro(root, jobs, targets, log, stages)
+        return rc
+    finally:
+        record = {"started": started, "wall_s": round(time.perf_counter() - t0, 1), "jobs": jobs, "targets": targets or [],
+                  "stages": stages if jobs > 1 else None, "commit": _git_commit(root), "returncode": rc}  # fmt: skip
+        (root / HISTORY).parent.mkdir(parents=True, exist_ok=True)
+        with open(root / HISTORY, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def _repro(root: Path, jobs: int, targets: list[str] | None, log, stages: dict[str, float]) -> int:
     dvc = _bin("dvc")
     if jobs <= 1:
         return subprocess.run([dvc, "repro", *(targets or [])], cwd=root).returncode
@@ -72,6 +101,7 @@ def repro(root: str | Path = ".", jobs: int = 2, targets: list[str] | None = Non
         failed = []
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             for name, rc, secs, output in pool.map(lambda nc: _run_stage(root, *nc), wave):
+                stages[name] = round(secs, 1)
                 if rc != 0:
                     failed.append(name)
                     log(f"hilstudy repro: stage '{name}' failed (exit {rc}) after {secs:.0f} s:\n{output.rstrip()}")

@@ -16,7 +16,7 @@ and their `ResetDelayWrapper` sleeps 1 s on every reset) and why:
 - **Compiled controller** (`env.fast_sim`, default): gym-hil's operational-space controller and substep loop
   run compiled (`hilstudy/fastsim.py`), ~3x the env step rate with bit-identical trajectories.
 - **Lean camera images** (`env.lean_render`, default, pixels only): a 128x128 policy image needs no shadows,
-  floor reflections, haze or 8x multisampling, which cost software (EGL on CPU) rendering ~15x its time.
+  floor reflections, haze or 8x multisampling, which cost software (EGL on CPU) rendering ~8x its time.
   The scene and cameras are gym-hil's; the images differ in lighting detail (see `benchmarks/speed.py`).
 - **Lighter meshes for the cameras** (`env.render_mesh_faces`, default 1000, pixels only): the renderer draws
   from its own copy of the model whose meshes are welded and decimated to at most that many triangles (the

@@ -24,7 +24,7 @@
 #
 # Model (`classifier.input`): `state` — an MLP on `observation.state`, registered in lerobot's reward-model
 # registry as `hilstudy_state_classifier`; the default, because the default study observes state and
-# rendering the two cameras costs ~38 ms per step here with `env.lean_render` (~320 ms with stock rendering). `images` — lerobot's own CNN classifier on the front and
+# a pixel-obs env step costs ~15 ms here with `env.lean_render` and `env.render_mesh_faces` (~310 ms with stock rendering). `images` — lerobot's own CNN classifier on the front and
 # wrist cameras (`hilstudy_image_classifier`), with a from-scratch ResNet backbone that needs no download.
 # Either way the input normalization is part of the saved classifier and the same code path serves training
 # and fine-tuning.

@@ -43,3 +43,10 @@ def test_speed_notebook_runs(tmp_path):
                        overrides={"sim_steps": 20, "equivalence_episodes": 1, "pixel_steps": 3, "finetune_steps": 0,
                                   "learner_updates": 1})  # fmt: skip
     assert "image/png" in out.read_text()  # the side-by-side frames
+
+
+def test_isolated_runs_a_measurement_in_a_fresh_process_and_gives_its_memory():
+    result, mem = bench.isolated(bench.baseline)
+    assert result is None and mem > 100  # torch and MuJoCo alone take hundreds of MiB
+    with pytest.raises(ValueError, match="hilstudy.bench's own functions"):
+        bench.isolated(len, [])

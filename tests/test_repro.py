@@ -64,3 +64,22 @@ def test_a_failing_stage_stops_and_is_named(repo):
     assert repro(repo, jobs=2, targets=["broken"], log=log.append) == 1
     assert any("stage 'broken' failed (exit 3)" in line for line in log)
     assert not (repo / "dvc.lock").exists() or "broken" not in (repo / "dvc.lock").read_text()
+
+
+def test_every_call_is_recorded_and_the_study_wall_clock_read_back(repo, monkeypatch):
+    import json
+
+    from hilstudy import bench
+
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    (repo / "dvc.yaml").write_text(DVC_YAML.split("  broken:")[0])  # a pipeline that can run whole
+    assert bench.study_wall_clock(repo) is None  # nothing ran here yet
+    assert repro(repo, jobs=2, log=lambda line: None) == 0
+    assert repro(repo, jobs=2, log=lambda line: None) == 0  # nothing left to run: recorded, but not a whole study
+    first, second = bench.study_records(repo)
+    assert set(first["stages"]) == {"a", "b", "c"} and first["returncode"] == 0 and first["jobs"] == 2
+    assert first["stages"]["b"] >= 1.0 and second["stages"] == {}
+    w = bench.study_wall_clock(repo)
+    assert w["stages"] == 3 and w["wall_s"] == first["wall_s"] and w["slowest_stage"] in ("b", "c")
+    assert w["wall_s"] >= w["slowest_s"] and w["stage_time_sum_s"] == round(sum(first["stages"].values()), 1)
+    assert json.loads((repo / "data" / "repro-history.jsonl").read_text().splitlines()[0]) == first
