@@ -34,7 +34,10 @@ Wall-clock time is the only nondeterministic figure and goes to `timing.json` on
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
+import random
 import shutil
 import time
 from collections.abc import Iterator
@@ -211,6 +214,63 @@ def _replace_dir(partial: Path, final: Path) -> None:
     os.replace(partial, final)
 
 
+def bc_digest(params: StudyParams, demos_root: str | Path) -> str:
+    """What a BC checkpoint must match to be resumed: the sections that shape training, and the demos."""
+    from hilstudy.finetune import dir_digest
+
+    keep = {k: getattr(params, k).model_dump(mode="json") for k in ("env", "policy", "bc")}
+    keep["demos"] = dir_digest(demos_root)
+    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class BCCheckpoint:
+    """`<out>/checkpoint.pt`: the actor's weights, Adam's state, the batch generator's and the global RNGs'
+    states, the step, the loss history and the training time so far. One file, replaced atomically (tmp +
+    rename), so a kill leaves the previous checkpoint or the new one. A checkpoint of other params or demos
+    is not resumed (the run starts over and replaces it)."""
+
+    def __init__(self, path: Path, digest: str):
+        self.path, self.digest = path, digest
+
+    def save(self, policy, optimizer, gen: torch.Generator, step: int, history: dict, train_time: float) -> None:
+        state = {
+            "digest": self.digest, "step": step, "history": history, "train_time": train_time,
+            "policy": policy.state_dict(), "optimizer": optimizer.state_dict(), "generator": gen.get_state(),
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+        }  # fmt: skip
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, tmp)
+        os.replace(tmp, self.path)
+
+    def load(self, policy, optimizer, gen: torch.Generator) -> dict | None:
+        """Restore a checkpoint of these params into policy, optimizer, generator and RNGs; None if there is none."""
+        if not self.path.exists():
+            return None
+        state = torch.load(self.path, weights_only=False)
+        if state.get("digest") != self.digest:
+            return None
+        policy.load_state_dict(state["policy"], strict=True)
+        mine = policy.state_dict()
+        for key, tensor in state["policy"].items():  # verify, don't assume
+            if not torch.equal(mine[key], tensor):
+                raise RuntimeError(f"bc resume: tensor {key} did not load from {self.path}")
+        optimizer.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+        return state
+
+    def kept(self) -> str:
+        if not self.path.exists():
+            return "no checkpoint was saved yet (the previous outputs stay)"
+        return f"the last good checkpoint is kept ({self.path}, step {torch.load(self.path, weights_only=False)['step']})"
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 def train_bc(params: StudyParams, demos_root: str | Path, out_dir: str | Path, live: Any | None = None) -> dict[str, Any]:
     """Train, validate, evaluate and save the BC actor (with `bc.torch_threads` torch threads). Returns the
     metrics, with the loss curves under `history` and the wall-clock times under `timing`.
@@ -245,6 +305,7 @@ def _train_bc(params: StudyParams, demos_root: str | Path, out_dir: str | Path, 
     trainable, flags = freeze_all_but_actor(policy)
     optimizer = torch.optim.Adam(trainable, lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
+    ckpt = BCCheckpoint(out_dir / "checkpoint.pt", bc_digest(params, demos_root))
 
     def log(name: str, step: int, value: float) -> None:
         if live is not None:
@@ -258,17 +319,25 @@ def _train_bc(params: StudyParams, demos_root: str | Path, out_dir: str | Path, 
         policy.train()
         return loss
 
-    history: dict[str, list] = {"step": [], "train_loss": [], "val_step": [], "val_loss": []}
-    initial_val = val_loss()
-    history["val_step"].append(0)
-    history["val_loss"].append(initial_val)
-    log(VAL_LOSS, 0, initial_val)
+    resumed = ckpt.load(policy, optimizer, gen)  # verified: every tensor equal to the file's
+    if resumed is None:
+        history: dict[str, list] = {"step": [], "train_loss": [], "val_step": [], "val_loss": []}
+        start, train_time = 1, 0.0
+        history["val_step"].append(0)
+        history["val_loss"].append(val_loss())
+    else:
+        history, start, train_time = resumed["history"], resumed["step"] + 1, resumed["train_time"]
+    initial_val = history["val_loss"][0]
+    for step, v in zip(history["val_step"], history["val_loss"], strict=True):  # a resumed run's curves, again
+        log(VAL_LOSS, step, v)
+    for step, v in zip(history["step"], history["train_loss"], strict=True):
+        log(TRAIN_LOSS, step, v)
     policy.train()
     t0 = time.perf_counter()
-    for step in range(1, cfg.steps + 1):
+    for step in range(start, cfg.steps + 1):
         idx = torch.randint(len(train), (cfg.batch_size,), generator=gen)
         loss = bc_loss(policy, {k: v[idx] for k, v in train.obs.items()}, train.action[idx])
-        check_finite({"bc train loss": loss.item()}, f"bc: step {step}", "before any weights were saved (the previous outputs stay)")
+        check_finite({"bc train loss": loss.item()}, f"bc: step {step}", ckpt.kept)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -280,7 +349,9 @@ def _train_bc(params: StudyParams, demos_root: str | Path, out_dir: str | Path, 
             history["val_step"].append(step)
             history["val_loss"].append(v)
             log(VAL_LOSS, step, v)
-    train_time = time.perf_counter() - t0
+        if step % cfg.checkpoint_every == 0 and step < cfg.steps:
+            ckpt.save(policy, optimizer, gen, step, history, train_time + time.perf_counter() - t0)
+    train_time += time.perf_counter() - t0
     restore_flags(policy, flags)  # back to lerobot's own flags (what fine-tuning expects)
     policy.eval()
     if live is not None:
@@ -298,6 +369,7 @@ def _train_bc(params: StudyParams, demos_root: str | Path, out_dir: str | Path, 
         if not torch.equal(tensor, trained[key]):
             raise RuntimeError(f"saved BC policy differs from the trained one at {key}")
     _replace_dir(partial, final)
+    ckpt.remove()  # the trained weights are in policy/ now
 
     t1 = time.perf_counter()
     metrics: dict[str, Any] = {

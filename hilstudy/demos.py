@@ -8,18 +8,30 @@ Frame t holds what lerobot's RL stack expects (`ReplayBuffer.from_lerobot_datase
 lerobot's own recorder stores `done = terminated or truncated`, which makes a time-out look like a
 terminal failure to SAC (no bootstrap). We keep the two apart.
 
-The dataset is written into `<root>.partial` and moved into place only when complete, so an
-interrupted or failed recording never leaves a half dataset where a finished one was.
+Recording survives being killed. The dataset grows in `<root>.partial`, one committed episode at a time:
+each kept episode is appended to a copy (`.partial.next`, lerobot's `LeRobotDataset.resume`, one data file
+per episode), which then replaces `.partial` by two renames. At any instant `.partial` (or, between the two
+renames, `.partial.old`) is a LeRobotDataset that loads, holding every completed episode and no partial one,
+with `recording.json`: the params digest, the attempts so far and the RNG states. Run again with the same
+params, recording resumes after the last committed attempt and ends with the same files, byte for byte, as
+an uninterrupted run (tested with SIGKILL at random points). Other params start over. The finished dataset
+replaces `<root>` only when complete, so a failed recording never touches a finished one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from hilstudy.io import partial_dir, replace_dir
+from hilstudy.io import replace_dir
 from hilstudy.params import StudyParams
 from hilstudy.rollout import Transition, episode_metrics, rollout
 from hilstudy.seeding import seed_everything
@@ -92,13 +104,94 @@ class Recording:
         }
 
 
+RECORDING_STATE = "recording.json"  # in `<root>.partial`: what a resumed recording continues from
+
+
+def recording_digest(params: StudyParams) -> str:
+    """What a partial recording must match to be resumed: the sections that shape its episodes."""
+    keep = {k: getattr(params, k).model_dump(mode="json") for k in ("env", "operator", "demos")}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _rng_state() -> dict[str, Any]:
+    import torch
+
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"numpy": [name, keys.tolist(), pos, has_gauss, gauss], "python": [random.getstate()[0], list(random.getstate()[1]), None],
+            "torch": torch.get_rng_state().tolist()}  # fmt: skip
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import torch
+
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    version, internal, _ = state["python"]
+    random.setstate((version, tuple(internal), None))
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+
+
+def _write_state(path: Path, state: dict[str, Any]) -> None:
+    """recording.json, atomically, floats exact (repr round-trips; `io.write_json` rounds for reports)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(state, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _siblings(partial: Path) -> tuple[Path, Path]:
+    return partial.with_name(partial.name + ".next"), partial.with_name(partial.name + ".old")
+
+
+def recover_partial(partial: Path, digest: str) -> dict[str, Any] | None:
+    """The state of a killed recording of these params in `partial`, made whole again; None (and nothing left
+    behind) if there is none to resume. A kill between the commit's two renames left it as `.partial.old`."""
+    nxt, old = _siblings(partial)
+    if not partial.exists() and old.exists():
+        os.replace(old, partial)
+    for leftover in (nxt, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    state_file = partial / RECORDING_STATE
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+        if state.get("digest") == digest:
+            return state
+    if partial.exists():
+        shutil.rmtree(partial)
+    return None
+
+
+def _commit_episode(partial: Path, repo_id: str, features: dict, frames: list[dict], state: dict[str, Any]) -> None:
+    """Append one episode: to a copy of the committed dataset, which then replaces it (two renames)."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    nxt, old = _siblings(partial)
+    if nxt.exists():
+        shutil.rmtree(nxt)
+    if (partial / "meta" / "info.json").exists():
+        shutil.copytree(partial, nxt)
+        ds = LeRobotDataset.resume(repo_id, root=nxt)
+    else:  # the first kept episode
+        ds = LeRobotDataset.create(repo_id=repo_id, fps=FPS, root=nxt, features=features, use_videos=False, robot_type="panda")
+    for frame in frames:
+        ds.add_frame(frame)
+    ds.save_episode()
+    ds.finalize()
+    _write_state(nxt / RECORDING_STATE, state)
+    if partial.exists():
+        os.replace(partial, old)
+    os.replace(nxt, partial)
+    if old.exists():
+        shutil.rmtree(old)
+
+
 def record_demos(params: StudyParams, root: str | Path, progress: bool = True) -> Recording:
     """Record `params.demos.num_episodes` operator-driven episodes into a LeRobotDataset at `root`.
 
     Episode attempt i resets env and operator with seed `demos.seed + i`; with keep_failed false a
-    failed attempt is dropped and the next seed is tried (at most 3x num_episodes attempts).
+    failed attempt is dropped and the next seed is tried (at most 3x num_episodes attempts). A recording of
+    the same params killed earlier resumes after its last committed attempt (see the module's docstring).
     """
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
     from tqdm import tqdm
 
     from hilstudy.operator import ScriptedOperator
@@ -106,42 +199,48 @@ def record_demos(params: StudyParams, root: str | Path, progress: bool = True) -
 
     cfg = params.demos
     root = Path(root)
-    partial = partial_dir(root)
-    seed_everything(cfg.seed)
+    partial = root.with_name(root.name + ".partial")
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    digest = recording_digest(params)
+    state = recover_partial(partial, digest)
+    if state is None:
+        seed_everything(cfg.seed)
+        state = {"digest": digest, "attempts": 0, "kept": [], "discarded": []}
+    else:
+        _set_rng_state(state["rng"])
+    kept: list[dict] = state["kept"]
+    discarded: list[dict] = state["discarded"]
 
-    kept: list[dict] = []
-    discarded: list[dict] = []
     with make_env(params.env) as env:
         operator = ScriptedOperator(params.operator, action_scale=params.env.action_scale)
-        ds = LeRobotDataset.create(
-            repo_id=cfg.repo_id, fps=FPS, root=partial, features=dataset_features(env), use_videos=False, robot_type="panda"
-        )
+        features = dataset_features(env)
         max_attempts = 3 * cfg.num_episodes
-        bar = tqdm(total=cfg.num_episodes, desc="demos", disable=not progress)
-        attempt = 0
+        bar = tqdm(total=cfg.num_episodes, initial=len(kept), desc="demos", disable=not progress)
         while len(kept) < cfg.num_episodes:
+            attempt = state["attempts"]
             if attempt >= max_attempts:
                 raise RuntimeError(
                     f"only {len(kept)} of {cfg.num_episodes} demos succeeded in {attempt} attempts: "
                     "the operator fails too often (check operator.noise_std) or set demos.keep_failed: true"
                 )
             seed = cfg.seed + attempt
-            attempt += 1
             transitions = list(rollout(env, policy=None, operator=operator, seed=seed))
             # the cube has not moved after the first step (the gripper starts well above it)
             record = {"seed": seed, "cube_pos": [float(x) for x in transitions[0].info["cube_pos"]]}
             record.update(episode_metrics(transitions))
-            if not record["success"] and not cfg.keep_failed:
-                discarded.append(record)
-                continue
-            for tr in transitions:
-                ds.add_frame(transition_frame(tr, cfg.task))
-            ds.save_episode()
-            kept.append(record)
-            bar.update(1)
+            keep = record["success"] or cfg.keep_failed
+            (kept if keep else discarded).append(record)
+            state["attempts"] = attempt + 1
+            state["rng"] = _rng_state()
+            if keep:
+                _commit_episode(partial, cfg.repo_id, features, [transition_frame(tr, cfg.task) for tr in transitions], state)
+                bar.update(1)
+            else:
+                partial.mkdir(exist_ok=True)
+                _write_state(partial / RECORDING_STATE, state)  # atomic; the dataset itself is unchanged
         bar.close()
-        ds.finalize()
 
+    (partial / RECORDING_STATE).unlink()
     replace_dir(partial, root)
     return Recording(root=root, episodes=kept, discarded=discarded)
 

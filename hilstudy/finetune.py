@@ -293,14 +293,22 @@ class Run:
         (ts / "training_step.json").write_text(json.dumps(state))
         # wall-clock stays outside the checkpoint, which must be byte-identical from run to run
         (self.out / "timing.json").write_text(json.dumps({"train_time_s": self.train_time, "env_step": self.env_step}))
+        # swap by renames: a kill at any point leaves `checkpoint` or, between the renames, `checkpoint.old`
+        old = self.out / "checkpoint.old"
+        if old.exists():
+            shutil.rmtree(old)
         if self.ckpt.exists():
-            shutil.rmtree(self.ckpt)
+            os.replace(self.ckpt, old)
         os.replace(tmp, self.ckpt)
+        shutil.rmtree(old, ignore_errors=True)
 
     def resume(self) -> bool:
         """Load the checkpoint if there is one for these params; verify what was loaded."""
         from safetensors.torch import load_file
 
+        old = self.out / "checkpoint.old"
+        if not self.ckpt.exists() and old.exists():  # killed between the two renames of save_checkpoint
+            os.replace(old, self.ckpt)
         state_file = self.ckpt / "training_state" / "training_step.json"
         if not state_file.exists():
             return False

@@ -91,6 +91,7 @@ class BCParams(Section):
     eval_episodes: int = Field(20, ge=0, le=10_000)  # sim episodes for the success rate (0: skip)
     eval_seed: int = Field(100_000, ge=0)  # first seed of the evaluation episodes (apart from demo seeds)
     torch_threads: int = Field(1, ge=1, le=256)  # torch CPU threads while BC runs; the losses depend on it (reductions split per thread)
+    checkpoint_every: int = Field(500, ge=1)  # steps between checkpoints (<out>/checkpoint.pt): a killed run resumes from the last
 
 
 class ClassifierParams(Section):

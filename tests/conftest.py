@@ -13,11 +13,15 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def project_copy(tmp_path: Path) -> Path:
     """The repository's tracked and untracked-not-ignored files copied into a fresh git repo (no data/)."""
+    return copy_project(tmp_path / "proj")
+
+
+def copy_project(dst: Path) -> Path:
+    """The repository's tracked and untracked-not-ignored files copied into a fresh git repo at `dst` (no data/)."""
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT, check=True, capture_output=True, text=True,
     ).stdout.split()
-    dst = tmp_path / "proj"
     for rel in files:
         src = ROOT / rel
         if not src.is_file() or rel.startswith("data/"):

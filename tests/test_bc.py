@@ -154,3 +154,52 @@ def test_a_nan_loss_stops_bc_naming_the_step_and_keeps_the_previous_outputs(trai
     with pytest.raises(NumericalFault, match=r"bc: step 3: bc train loss = nan; stopped"):
         run_bc(small(), demos, out)
     assert outputs() == before
+
+
+KILLABLE = """
+import json, sys
+from hilstudy import params as P
+from hilstudy.bc import run_bc
+run_bc(P.validate(json.loads(sys.argv[1])), sys.argv[2], sys.argv[3])
+"""
+
+
+def checkpointed_step(out) -> int:
+    try:
+        return torch.load(out / "checkpoint.pt", weights_only=False)["step"]
+    except (FileNotFoundError, EOFError, RuntimeError):
+        return 0
+
+
+def test_sigkill_during_bc_resumes_from_the_last_checkpoint_to_the_same_weights(demos, tmp_path):
+    """Kill BC (SIGKILL) at random points after checkpoints, several times; running it again resumes from the
+    last checkpoint and ends with an uninterrupted run's weights, curves and metrics, byte for byte."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    params = small(steps=600, checkpoint_every=40, eval_episodes=1)
+    reference = run_bc(params, demos, tmp_path / "ref")
+    assert not (tmp_path / "ref" / "checkpoint.pt").exists()  # removed once the weights are in policy/
+    out = tmp_path / "killed"
+    rng = np.random.default_rng(3)
+    kills = []
+    for _ in range(3):
+        before = checkpointed_step(out)
+        proc = subprocess.Popen([sys.executable, "-c", KILLABLE, json.dumps(params.model_dump(mode="json")), str(demos), str(out)])
+        while proc.poll() is None and checkpointed_step(out) <= before:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.3))
+        proc.send_signal(signal.SIGKILL)
+        if proc.wait() == 0:
+            break
+        kills.append(checkpointed_step(out))
+    print("checkpointed BC step at each kill:", kills)
+    assert kills and kills[-1] > 0, "no kill after a checkpoint: the test tried no resume"
+    again = run_bc(params, demos, out)
+    assert again["history"] == reference["history"]
+    assert {k: v for k, v in again.items() if k not in ("timing", "history")} == \
+        {k: v for k, v in reference.items() if k not in ("timing", "history")}
+    for rel in ["policy/model.safetensors", "metrics.json", "live/plots/metrics/bc/train_loss.tsv", "live/plots/metrics/bc/val_loss.tsv"]:
+        assert (out / rel).read_bytes() == (tmp_path / "ref" / rel).read_bytes(), rel

@@ -1,4 +1,9 @@
 import hashlib
+import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +115,62 @@ def test_pixel_demos_store_images(tmp_path):
     img = ds[0]["observation.images.front"]
     assert tuple(img.shape) == (3, 32, 32) and 0.0 <= float(img.min()) and float(img.max()) <= 1.0
     assert "observation.images.wrist" in ds.meta.features
+
+
+KILLABLE = """
+import sys
+from pathlib import Path
+from hilstudy import params as P
+from hilstudy.demos import record_demos
+record_demos(P.validate({"demos": {"num_episodes": int(sys.argv[2])}}), Path(sys.argv[1]), progress=False)
+"""
+
+
+def committed_attempts(partial: Path) -> int:
+    for d in (partial, partial.with_name(partial.name + ".old")):
+        try:
+            return json.loads((d / D.RECORDING_STATE).read_text())["attempts"]
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            continue
+    return 0
+
+
+def test_sigkill_during_recording_keeps_every_completed_episode_and_resumes_to_the_same_bytes(tmp_path):
+    """Kill a recording (SIGKILL, the machine's view of a crash) at random points, several times: what is on
+    disk must load as a LeRobotDataset holding exactly the committed episodes, byte for byte those of an
+    uninterrupted recording; running again resumes and ends with the uninterrupted recording's files."""
+    n = 6
+    reference = tmp_path / "ref" / "dataset"
+    D.record_demos(small(demos={"num_episodes": n}), reference, progress=False)
+    ref_files = data_digests(reference)
+    root = tmp_path / "killed" / "dataset"
+    partial = root.with_name("dataset.partial")
+    rng = np.random.default_rng(11)
+    kills = []
+    for _ in range(3):
+        before = committed_attempts(partial)
+        proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(root), str(n)])
+        while proc.poll() is None and committed_attempts(partial) <= before:
+            time.sleep(0.02)  # this run has committed something of its own: it resumed, not restarted
+        time.sleep(rng.uniform(0.0, 0.5))  # then anywhere: in an episode, in a commit, between its renames
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if root.exists():
+            break  # it finished before the kill
+        durable = partial if partial.exists() else partial.with_name("dataset.partial.old")
+        state = json.loads((durable / D.RECORDING_STATE).read_text())
+        kept = len(state["kept"])
+        kills.append(kept)
+        assert kept >= 1
+        ds = D.load_demos(durable)
+        assert ds.num_episodes == kept and ds.num_frames == sum(e["length"] for e in state["kept"])
+        on_disk = data_digests(durable)
+        for i in range(kept):  # one data file per episode: the committed ones are the reference's
+            for f in (f"data/chunk-000/file-{i:03d}.parquet", f"meta/episodes/chunk-000/file-{i:03d}.parquet"):
+                assert on_disk[f] == ref_files[f], f
+        assert f"data/chunk-000/file-{kept:03d}.parquet" not in on_disk  # no partial episode
+    print("episodes committed at each kill:", kills)
+    assert kills, "every run finished before its kill: the test tried no kill point"
+    rec = D.record_demos(small(demos={"num_episodes": n}), root, progress=False)
+    assert data_digests(root) == ref_files
+    assert len(rec.episodes) == n and not partial.exists()

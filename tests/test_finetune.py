@@ -1,3 +1,9 @@
+import json
+import signal
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -245,3 +251,48 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(inputs, tmp
     with pytest.raises(NumericalFault, match=r"update \d+ \(env step \d+\): .*(loss_critic = nan|non-finite weights in).*last good checkpoint is kept"):
         run.run()
     assert {f: f.read_bytes() for f in (tmp_path / "checkpoint").rglob("*") if f.is_file()} == before
+
+
+KILLABLE = """
+import json, sys
+from hilstudy import params as P
+from hilstudy.finetune import finetune
+finetune(P.validate(json.loads(sys.argv[1])), sys.argv[2], sys.argv[3], bc_dir=sys.argv[4])
+"""
+
+
+def checkpointed_step(out) -> int:
+    for d in ("checkpoint", "checkpoint.old"):
+        try:
+            return json.loads((out / d / "training_state" / "training_step.json").read_text())["env_step"]
+        except (FileNotFoundError, json.JSONDecodeError):
+            continue
+    return 0
+
+
+def test_sigkill_during_finetuning_resumes_to_the_uninterrupted_run(full, inputs, tmp_path):
+    """Kill a fine-tuning run (SIGKILL) at random points after checkpoints, several times; running it again
+    resumes from the last checkpoint and ends with the uninterrupted run's metrics, logs and weights."""
+    demos, bc = inputs
+    _, summary, run = full
+    raw = {k: dict(v) for k, v in TINY.items()}
+    rng = np.random.default_rng(5)
+    kills = []
+    for _ in range(3):
+        before = checkpointed_step(tmp_path)
+        proc = subprocess.Popen([sys.executable, "-c", KILLABLE, json.dumps(raw), str(demos), str(tmp_path), str(bc)])
+        while proc.poll() is None and checkpointed_step(tmp_path) <= before:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.3))  # in an episode, an update, an evaluation or a checkpoint's writing
+        proc.send_signal(signal.SIGKILL)
+        if proc.wait() == 0:
+            break  # it finished first
+        kills.append(checkpointed_step(tmp_path))
+    print("checkpointed env step at each kill:", kills)
+    assert kills, "every run finished before its kill: the test tried no kill point"
+    resumed_summary, resumed = finetune(tiny(), demos, tmp_path, bc_dir=bc)
+    assert resumed_summary.pop("resumed") is True
+    assert resumed_summary == {k: v for k, v in summary.items() if k != "resumed"}
+    assert resumed.logs == run.logs
+    for k, v in run.algorithm.state_dict().items():
+        assert torch.equal(resumed.algorithm.state_dict()[k], v), k
