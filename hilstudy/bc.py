@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from hilstudy.faults import check_finite
+from hilstudy.io import dir_digest
 from hilstudy.params import StudyParams
 from hilstudy.policy import (
     ActorPolicy,
@@ -216,8 +217,6 @@ def _replace_dir(partial: Path, final: Path) -> None:
 
 def bc_digest(params: StudyParams, demos_root: str | Path) -> str:
     """What a BC checkpoint must match to be resumed: the sections that shape training, and the demos."""
-    from hilstudy.finetune import dir_digest
-
     keep = {k: getattr(params, k).model_dump(mode="json") for k in ("env", "policy", "bc")}
     keep["demos"] = dir_digest(demos_root)
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from hilstudy.faults import NumericalFault, check_finite
+from hilstudy.io import dir_digest
 from hilstudy.params import StudyParams
 from hilstudy.policy import (
     ActorPolicy,
@@ -42,6 +43,7 @@ from hilstudy.policy import (
     resolve_device,
     save_policy,
 )
+from hilstudy.agents.nstep import NStepWindow, Step
 from hilstudy.rollout import EpisodeEndReward, Transition, episode_metrics, rollout
 from hilstudy.seeding import seed_everything
 
@@ -57,6 +59,20 @@ def _obs_tensors(obs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     from hilstudy.policy import to_policy_batch
 
     return {k: v.unsqueeze(0) for k, v in to_policy_batch(obs).items()}
+
+
+def add_nstep(buffer, item) -> None:
+    """Store an n-step transition (`hilstudy.agents.nstep.NStep`), its discount gamma^m in complementary_info."""
+    buffer.add(
+        state=_obs_tensors(item.first.obs),
+        action=torch.as_tensor(item.first.action, dtype=torch.float32).unsqueeze(0),
+        reward=float(item.reward),
+        next_state=_obs_tensors(item.next_obs),
+        done=bool(item.done),
+        truncated=bool(item.truncated),
+        complementary_info={"is_intervention": torch.tensor([float(item.first.is_intervention)]),
+                            "discount": torch.tensor([float(item.discount)])},  # fmt: skip
+    )
 
 
 def add_transition(buffer, tr: Transition, done: bool) -> None:
@@ -79,29 +95,54 @@ def make_buffer(capacity: int, state_keys: list[str], pixels: bool, device: str 
     return ReplayBuffer(capacity, device=device, state_keys=state_keys, use_drq=pixels, storage_device="cpu", optimize_memory=False)
 
 
-def buffer_from_demos(demos, capacity: int, pixels: bool, device: str = "cpu"):
+def buffer_from_demos(demos, capacity: int, pixels: bool, device: str = "cpu", nstep: tuple[int, float] | None = None):
     """The offline buffer, from demo frames: next_state is the next frame of the same episode.
 
     The last frame of an episode has no next frame in the dataset; it is terminal (next.done) for every
     successful demo, where SAC ignores next_state. A failed demo kept with keep_failed ends truncated:
     its last next_state is its own state (an approximation, the one lerobot's own conversion makes).
+    nstep (n, gamma): store n-step transitions instead (DrQ-v2), made per episode by `NStepWindow`.
     """
+    from hilstudy.agents.nstep import NStepWindow, Step
+
     keys = list(demos.obs)
     buf = make_buffer(capacity, keys, pixels, device)
     n = len(demos)
+    window = NStepWindow(*nstep) if nstep is not None else None
     for i in range(n):
         last = i == n - 1 or demos.episode[i + 1] != demos.episode[i]
         j = i if last else i + 1
+        state = {k: demos.obs[k][i : i + 1] for k in keys}
+        next_state = {k: demos.obs[k][j : j + 1] for k in keys}
+        if window is not None:
+            step = Step(state, demos.action[i], float(demos.reward[i]), next_state, bool(demos.done[i]),
+                        bool(last and not demos.done[i]), bool(demos.intervention[i] > 0.5))  # fmt: skip
+            for item in window.push(step) + (window.flush() if last else []):
+                _add_demo_nstep(buf, item)
+            continue
         buf.add(
-            state={k: demos.obs[k][i : i + 1] for k in keys},
+            state=state,
             action=demos.action[i : i + 1],
             reward=float(demos.reward[i]),
-            next_state={k: demos.obs[k][j : j + 1] for k in keys},
+            next_state=next_state,
             done=bool(demos.done[i]),
             truncated=bool(last and not demos.done[i]),
             complementary_info={"is_intervention": torch.tensor([float(demos.intervention[i])])},
         )
     return buf
+
+
+def _add_demo_nstep(buf, item) -> None:
+    buf.add(
+        state=item.first.obs,
+        action=torch.as_tensor(item.first.action, dtype=torch.float32).reshape(1, -1),
+        reward=float(item.reward),
+        next_state=item.next_obs,
+        done=bool(item.done),
+        truncated=bool(item.truncated),
+        complementary_info={"is_intervention": torch.tensor([float(item.first.is_intervention)]),
+                            "discount": torch.tensor([float(item.discount)])},  # fmt: skip
+    )
 
 
 BUFFER_FIELDS = ("actions", "rewards", "dones", "truncateds", "episode_ends")
@@ -145,13 +186,14 @@ def load_buffer_state(buf, state: dict[str, Any]) -> None:
 
 # -------------------------------------------------------------------------------------- the agent
 def algorithm_config(params: StudyParams, policy_config):
+    """sac_bc's config (lerobot's SAC + the BC term), or drqv2's with the same shared fields."""
     from lerobot.policies.gaussian_actor.configuration_gaussian_actor import CriticNetworkConfig
 
-    from hilstudy.agents import SACBCAlgorithmConfig
+    from hilstudy.agents import DrQv2AlgorithmConfig, SACBCAlgorithmConfig
 
     f, p = params.finetune, params.policy
     # built field by field: lerobot's from_policy_config would drop the critic sizes
-    return SACBCAlgorithmConfig(
+    shared = dict(
         policy_config=policy_config,
         critic_network_kwargs=CriticNetworkConfig(hidden_dims=list(p.critic_hidden_dims)),
         num_critics=p.num_critics,
@@ -166,11 +208,15 @@ def algorithm_config(params: StudyParams, policy_config):
         bc_alpha=f.bc_alpha,
         actor_warmup_updates=f.actor_warmup_updates,
     )
+    if f.algorithm == "drqv2":
+        return DrQv2AlgorithmConfig(**shared, n_step=f.n_step, std_init=f.std_init, std_final=f.std_final,
+                                    std_steps=f.std_steps, std_clip=f.std_clip)  # fmt: skip
+    return SACBCAlgorithmConfig(**shared)
 
 
 def build_agent(params: StudyParams, features: dict, bc_dir: str | Path | None, device: str = "cpu"):
     """(algorithm, preprocessor, postprocessor): the policy from scratch or from the BC weights, on `device`."""
-    from hilstudy.agents import SACBCAlgorithm
+    from hilstudy.agents import make_algorithm
 
     config = make_policy_config(features, params.policy, device)
     if params.finetune.init == "bc":
@@ -180,18 +226,7 @@ def build_agent(params: StudyParams, features: dict, bc_dir: str | Path | None, 
     else:
         policy, pre, post = make_policy(config)
     policy.train()
-    return SACBCAlgorithm(policy, algorithm_config(params, policy.config)), pre, post
-
-
-def dir_digest(path: str | Path) -> str:
-    """sha256 over a folder's files (relative names and bytes), or one file's bytes."""
-    path = Path(path)
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
+    return make_algorithm(policy, algorithm_config(params, policy.config)), pre, post
 
 
 def params_digest(params: StudyParams, inputs: dict[str, str] | None = None, device: str = "cpu") -> str:
@@ -245,7 +280,10 @@ class Run:
             self.inputs["classifier"] = dir_digest(classifier_dir)
         self.pixels = params.env.obs == "pixels"
         demos.obs = observations(self.pre(dict(demos.obs)))
-        self.offline = buffer_from_demos(demos, len(demos) + self.cfg.env_steps, self.pixels, self.device)
+        self.drqv2 = self.cfg.algorithm == "drqv2"
+        nstep = (self.cfg.n_step, self.cfg.discount) if self.drqv2 else None
+        self.offline = buffer_from_demos(demos, len(demos) + self.cfg.env_steps, self.pixels, self.device, nstep)
+        self.window = NStepWindow(*nstep) if nstep is not None else None  # drqv2: n-step transitions as stored
         self.online = make_buffer(self.cfg.buffer_capacity, list(demos.obs), self.pixels, self.device)
         self.mixer = OnlineOfflineMixer(self.online, self.offline, online_ratio=self.cfg.online_ratio)
         self.trainer = RLTrainer(self.algorithm, self.mixer, self.cfg.batch_size, preprocessor=self.pre)
@@ -347,12 +385,16 @@ class Run:
         return True
 
     # ------------------------------------------------------------------------------------ logging
-    def _update(self):
-        """One learner step (lerobot's trainer: critic, actor and temperature updates, at the UTD ratio).
+    def _update(self, env_step: int):
+        """One learner step at `env_step` (lerobot's trainer: critic, actor and temperature updates, at the UTD
+        ratio; drqv2's std schedule reads the step, passed in so that a learner thread never reads a counter
+        the env loop is changing).
 
         A NaN that enters mid-step (e.g. a corrupt transition) can make lerobot raise before any loss comes
         back (a NaN actor fails its Gaussian's Cholesky); that failure is reported as the numerical fault it
         is, naming the non-finite tensors."""
+        if self.drqv2:
+            self.algorithm.env_step = env_step
         try:
             stats = self.trainer.training_step()
         except (RuntimeError, ValueError) as err:
@@ -405,7 +447,12 @@ class Run:
 
         cfg = self.cfg
         operator = ScriptedOperator(self.params.operator, self.params.env.action_scale) if cfg.interventions else None
-        act = ActorPolicy(self.algorithm.policy, self.pre, deterministic=False)
+        if self.drqv2:  # tanh(mean) + scheduled noise, by the env steps taken so far
+            from hilstudy.agents import NoisyActor
+
+            act = NoisyActor(self.algorithm.policy, self.pre, self.algorithm.config, lambda: self.env_step)
+        else:
+            act = ActorPolicy(self.algorithm.policy, self.pre, deterministic=False)
         if self.env_step == 0 and cfg.eval_episodes > 0 and not self.logs["evals"]:
             self.evaluate()  # success at step 0: what the start (scratch or BC) is worth
         next_ckpt = (self.env_step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
@@ -429,7 +476,7 @@ class Run:
                             stats = self._inflight.result() if self._inflight is not None else None
                             self._inflight = None
                         else:
-                            stats = self._update() if self.env_step > cfg.learning_starts else None
+                            stats = self._update(self.env_step) if self.env_step > cfg.learning_starts else None
                         if stats is not None:
                             self._log_update(stats)
                         if cfg.eval_episodes > 0 and self.env_step % cfg.eval_every == 0:
@@ -458,7 +505,7 @@ class Run:
             return
         self._store_pending(intervention_start)
         if self.env_step + 1 > self.cfg.learning_starts:
-            self._inflight = self._learner.submit(self._update)
+            self._inflight = self._learner.submit(self._update, self.env_step + 1)
 
     def _store_pending(self, next_starts_takeover: bool) -> None:
         if self._pending is not None:
@@ -472,6 +519,13 @@ class Run:
         if failed_takeover and self.cfg.takeover_is_failure:
             done, reward = True, 0.0  # the operator had to take over: the policy's attempt failed here
         stored = tr if reward == tr.reward else Transition(**{**tr.__dict__, "reward": reward})
+        if self.window is not None:  # drqv2: n-step transitions, each stored once its window is known
+            step = Step(tr.obs, tr.action, reward, tr.next_obs, done, tr.truncated, tr.is_intervention)
+            for item in self.window.push(step) + (self.window.flush() if tr.done else []):
+                add_nstep(self.online, item)
+                if item.first.is_intervention:
+                    add_nstep(self.offline, item)
+            return
         add_transition(self.online, stored, done)
         if tr.is_intervention:
             add_transition(self.offline, stored, done)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -54,3 +55,14 @@ def replace_dir(partial: str | Path, final: str | Path) -> None:
     if final.exists():
         shutil.rmtree(final)
     os.replace(partial, final)
+
+
+def dir_digest(path: str | Path) -> str:
+    """sha256 over a folder's files (relative names and bytes), or one file's bytes."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()

@@ -122,10 +122,16 @@ class ClassifierParams(Section):
 
 
 class FinetuneParams(Section):
-    """Stage `finetune`: HIL-SERL-style SAC with the simulated operator, with or without a BC loss."""
+    """Stage `finetune`: HIL-SERL-style SAC (or DrQ-v2) with the simulated operator, with or without a BC loss."""
 
     seed: int = Field(0, ge=0)  # torch/numpy/python seed; episode i resets with seed * 1_000_003 + i
     init: Literal["scratch", "bc"] = "bc"  # actor start: random, or the BC stage's weights (load verified)
+    algorithm: Literal["sac", "drqv2"] = "sac"  # sac: lerobot's SAC (+ BC term) | drqv2: DrQ-v2 (hilstudy/agents/drqv2.py), the devlog's original
+    n_step: int = Field(3, ge=1, le=50)  # drqv2: steps summed into each stored transition (n-step returns; sac uses 1)
+    std_init: float = Field(1.0, ge=0.0, le=10.0)  # drqv2: exploration noise std at env step 0
+    std_final: float = Field(0.1, ge=0.0, le=10.0)  # drqv2: exploration noise std after std_steps
+    std_steps: int = Field(5000, ge=1)  # drqv2: env steps of the linear std schedule
+    std_clip: float = Field(0.3, ge=0.0, le=10.0)  # drqv2: noise clip in the critic target and the actor loss
     bc_weight: float = Field(0.0, ge=0.0, le=100.0)  # BC loss weight on intervention transitions (0: plain SAC)
     bc_mode: Literal["fixed", "q_normalized"] = "fixed"  # devlog's L_SAC + w*MSE, or TD3+BC's Q-normalized weighting
     bc_alpha: float = Field(2.5, gt=0.0)  # TD3+BC alpha for q_normalized
@@ -152,6 +158,14 @@ class FinetuneParams(Section):
     torch_threads: int = Field(1, ge=1, le=256)  # torch CPU threads for the run (1: fastest for these nets on few cores)
     overlap: bool = True  # the learner update runs in a thread beside the env step; results bit-identical to false
     device: Literal["cpu", "cuda", "auto"] = "cpu"  # the learner's torch device; auto: cuda when present. CPU: tested, reproducible
+
+    @model_validator(mode="after")
+    def _drqv2_fits(self) -> FinetuneParams:  # checked before anything runs
+        if self.std_final > self.std_init:
+            raise ValueError(f"finetune.std_final ({self.std_final}) must not exceed finetune.std_init ({self.std_init})")
+        if self.algorithm == "drqv2" and self.bc_mode != "fixed":
+            raise ValueError("finetune.bc_mode must be 'fixed' with algorithm drqv2 (q_normalized rescales SAC's entropy-regularized loss)")
+        return self
 
 
 RUN_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # a run's name is part of stage names and folder names

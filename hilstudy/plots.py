@@ -28,8 +28,9 @@ CURVES: dict[str, tuple[str, str, int | None, str]] = {
     "loss_temperature": ("updates", "loss_temperature", None, "temperature loss"),
     "temperature": ("updates", "temperature", None, "temperature"),
     "mean_q": ("updates", "mean_q", None, "mean Q"),
+    "stddev": ("updates", "stddev", None, "exploration noise std (drqv2)"),
 }
-LOSS_CURVES = ("loss_critic", "loss_actor", "loss_bc", "loss_temperature", "temperature", "mean_q")
+LOSS_CURVES = ("loss_critic", "loss_actor", "loss_bc", "loss_temperature", "temperature", "mean_q", "stddev")
 
 
 def env_step_grid(runs: dict[str, dict[int, RunLogs]], points: int = 101) -> np.ndarray:

@@ -21,7 +21,7 @@
 #
 # Measured: success of the deterministic policy alone (no operator) every `eval_every` env steps,
 # starting at step 0 — a BC start that online SAC unlearns shows here; per episode the intervention
-# rate, success and action jitter; per update the critic, actor, temperature and BC losses.
+# rate, success and action jitter; per update the critic, actor, temperature (SAC) or noise std (DrQ-v2) and BC losses.
 #
 # Reward (`finetune.reward`): `terminal`, the sim's own success check (1 on the step the cube is lifted, which
 # ends the episode: a per-step check, as a perfect classifier would give); `episode_end`, devlog 059's
@@ -104,7 +104,7 @@ fig.tight_layout()
 # ## Losses per update (means over `log_every` updates)
 
 # %%
-cols = [c for c in ["loss_critic", "loss_actor", "loss_bc", "loss_temperature", "temperature", "mean_q"] if c in updates]
+cols = [c for c in ["loss_critic", "loss_actor", "loss_bc", "loss_temperature", "temperature", "mean_q", "stddev"] if c in updates]
 if len(updates):
     fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3))
     for ax, c in zip(axes, cols):

@@ -105,12 +105,14 @@ fig.tight_layout()
 save_figure(fig, figures / "jitter.png")
 
 # %% [markdown]
-# ## Fine-tuning losses (means over `log_every` updates; BC loss only where a run has `bc_weight > 0`)
+# ## Fine-tuning losses (means over `log_every` updates; BC loss only where a run has `bc_weight > 0`; temperature for SAC runs, noise std for DrQ-v2 runs)
 
 # %%
-fig, axes = plt.subplots(2, 3, figsize=(16, 6.5))
+fig, axes = plt.subplots(2, 4, figsize=(20, 6.5))
 for ax, name in zip(axes.flat, LOSS_CURVES):
     plot_curve(ax, report.curves[name], name, band=False)
+for ax in axes.flat[len(LOSS_CURVES) :]:
+    ax.set_visible(False)
 axes.flat[0].legend(fontsize=8)
 fig.tight_layout()
 save_figure(fig, figures / "losses.png")

@@ -296,3 +296,45 @@ def test_sigkill_during_finetuning_resumes_to_the_uninterrupted_run(full, inputs
     assert resumed.logs == run.logs
     for k, v in run.algorithm.state_dict().items():
         assert torch.equal(resumed.algorithm.state_dict()[k], v), k
+
+
+def test_drqv2_runs_from_the_same_params_stores_n_step_transitions_and_resumes_exactly(inputs, tmp_path):
+    """`algorithm: drqv2` with everything else the same: the BC start loads, the buffers hold n-step
+    transitions (a discount per row), the logs carry the noise schedule, and a stopped run resumes exactly."""
+    demos, bc = inputs
+    params = tiny(algorithm="drqv2", bc_weight=0.5, init="bc")
+    run = Run(params, demos, bc, tmp_path / "probe")
+    saved = load_file(str(bc / "model.safetensors"))
+    assert all(torch.equal(run.algorithm.policy.state_dict()[k], v) for k, v in saved.items())
+    assert type(run.algorithm).__name__ == "DrQv2Algorithm"
+    n = len(run.offline)
+    discounts = run.offline.complementary_info["discount"][:n].numpy().ravel().astype(float)
+    assert set(np.round(discounts, 6).tolist()) <= {round(0.97**k, 6) for k in (1, 2, 3)}
+    assert (np.round(discounts, 6) == round(0.97**3, 6)).any()
+
+    summary, full_run = finetune(params, demos, tmp_path / "full", bc_dir=bc)
+    assert summary["updates"] == 120 and full_run.logs["updates"][-1]["stddev"] < 1.0
+    assert full_run.logs["updates"][-1]["loss_bc"] > 0
+    with pytest.raises(StopRun):
+        finetune(params, demos, tmp_path / "resumed", bc_dir=bc, stop_at=60)
+    resumed_summary, resumed = finetune(params, demos, tmp_path / "resumed", bc_dir=bc)
+    assert resumed_summary.pop("resumed") is True
+    assert resumed_summary == {k: v for k, v in summary.items() if k != "resumed"} and resumed.logs == full_run.logs
+    for k, v in full_run.algorithm.state_dict().items():
+        assert torch.equal(resumed.algorithm.state_dict()[k], v), k
+
+
+def test_drqv2_short_learning_run_improves_over_its_start(tmp_path):
+    """DrQ-v2 from scratch with the BC loss, 800 env steps: evaluation success rises from its start (0)."""
+    raw = {
+        "demos": {"num_episodes": 5},
+        "policy": {"actor_hidden_dims": [128, 128], "critic_hidden_dims": [128, 128], "latent_dim": 64, "state_encoder_hidden_dim": 64},
+        "finetune": {"env_steps": 800, "learning_starts": 100, "batch_size": 64, "eval_every": 400, "eval_episodes": 5,
+                     "checkpoint_every": 800, "log_every": 50, "init": "scratch", "algorithm": "drqv2", "bc_weight": 0.5, "std_steps": 500},
+    }  # fmt: skip
+    params = P.validate(raw)
+    record_demos(params, tmp_path / "demos", progress=False)
+    summary, run = finetune(params, tmp_path / "demos", tmp_path / "ft")
+    evals = [e["success_rate"] for e in run.logs["evals"]]
+    print("drqv2 eval success at 0, 400, 800 env steps:", evals)
+    assert evals[0] == 0.0 and evals[-1] >= 0.6 and summary["intervention_rate_last20"] < summary["intervention_rate_first20"]

@@ -29,7 +29,7 @@ def test_devlog_059_is_registered():
     """Devlog 059's hypotheses are in params.yaml before any run: BC loss and BC init, scratch vs bc."""
     study = P.load(ROOT / "params.yaml")
     d = study.devlogs["059"]
-    assert set(d.hypotheses) == {"H1", "H2", "H3"} and not any(h.pending for h in d.hypotheses.values())
+    assert set(d.hypotheses) == {"H1", "H2", "H3", "H4"} and not any(h.pending for h in d.hypotheses.values())
     runs = P.all_runs(study)
     for r in d.runs:
         assert r in runs
@@ -42,6 +42,11 @@ def test_devlog_059_is_registered():
     for t, c in zip(h3.treatment, h3.control):
         assert (ft[t].reward, ft[c].reward) == ("classifier", "episode_end")
         assert ft[t].model_dump(exclude={"reward"}) == ft[c].model_dump(exclude={"reward"})
+    # H4 pairs differ only in the algorithm (issue 9: DrQ-v2 and SAC from the same params)
+    h4 = d.hypotheses["H4"]
+    for t, c in zip(h4.treatment, h4.control, strict=True):
+        a, b = P.run_params(study, t).finetune.model_dump(), P.run_params(study, c).finetune.model_dump()
+        assert (a.pop("algorithm"), b.pop("algorithm")) == ("drqv2", "sac") and a == b
     assert h3.stronger_than == ["H1", "H2"]
 
 

@@ -78,16 +78,21 @@ class SACBCAlgorithm(SACAlgorithm):
 
     def bc_term(self, batch: dict[str, Any], means: torch.Tensor) -> torch.Tensor:
         """MSE(tanh(mean), stored action) over the batch's intervention rows; 0 when there are none."""
+        return self.bc_mse(batch, torch.tanh(means))
+
+    def bc_mse(self, batch: dict[str, Any], actions: torch.Tensor) -> torch.Tensor:
+        """MSE(actions, stored action) over the batch's intervention rows (`complementary_info.is_intervention`);
+        exactly 0 when there are none. `actions` are squashed, in [-1, 1], as the stored ones."""
         info = batch.get("complementary_info") or {}
         mask = info.get("is_intervention")
         if mask is None:
             self.last_bc_fraction = 0.0
-            return means.new_zeros(())
-        mask = mask.reshape(-1).to(means.device) > 0.5
+            return actions.new_zeros(())
+        mask = mask.reshape(-1).to(actions.device) > 0.5
         self.last_bc_fraction = float(mask.float().mean())
         if not bool(mask.any()):
-            return means.new_zeros(())
-        return F.mse_loss(torch.tanh(means[mask]), batch["action"][mask, : means.shape[-1]])
+            return actions.new_zeros(())
+        return F.mse_loss(actions[mask], batch["action"][mask, : actions.shape[-1]])
 
     def _compute_loss_actor(self, batch: dict[str, Any]) -> torch.Tensor:
         observations = batch["state"]
@@ -131,6 +136,10 @@ class SACBCAlgorithm(SACAlgorithm):
 
 def make_algorithm(policy, config: RLAlgorithmConfig):
     """lerobot's `make_algorithm` only knows "sac" (its class lookup is hard-coded); this one knows ours."""
+    from hilstudy.agents.drqv2 import DrQv2Algorithm, DrQv2AlgorithmConfig
+
+    if isinstance(config, DrQv2AlgorithmConfig):
+        return DrQv2Algorithm(policy, config)
     if isinstance(config, SACBCAlgorithmConfig):
         return SACBCAlgorithm(policy, config)
     if type(config) is SACAlgorithmConfig:
