@@ -338,3 +338,26 @@ def test_drqv2_short_learning_run_improves_over_its_start(tmp_path):
     evals = [e["success_rate"] for e in run.logs["evals"]]
     print("drqv2 eval success at 0, 400, 800 env steps:", evals)
     assert evals[0] == 0.0 and evals[-1] >= 0.6 and summary["intervention_rate_last20"] < summary["intervention_rate_first20"]
+
+
+def test_drqv2_runs_on_pixel_observations(tmp_path):
+    """Camera images (front + wrist, 48x48 here) through the same loop: lerobot's image encoder, the random-shift
+    augmentation of the replay buffer, the n-step transitions holding images. (SAC goes through the same
+    buffers and encoder; one pixel run keeps the suite short: lerobot compiles its augmentation per process.)"""
+    algorithm = "drqv2"
+    raw = {
+        "env": {"obs": "pixels", "image_size": 48, "max_episode_steps": 30},
+        "demos": {"num_episodes": 2},
+        "policy": {"actor_hidden_dims": [32], "critic_hidden_dims": [32], "latent_dim": 32, "state_encoder_hidden_dim": 32,
+                   "image_encoder_hidden_dim": 8},
+        "finetune": {"env_steps": 40, "learning_starts": 20, "batch_size": 8, "eval_every": 40, "eval_episodes": 1,
+                     "checkpoint_every": 40, "log_every": 5, "init": "scratch", "algorithm": algorithm, "bc_weight": 0.5},
+    }  # fmt: skip
+    params = P.validate(raw)
+    record_demos(params, tmp_path / "demos", progress=False)
+    summary, run = finetune(params, tmp_path / "demos", tmp_path / "ft")
+    assert summary["updates"] == 20 and run.online.use_drq
+    assert run.online.states["observation.images.front"].shape[1:] == (3, 48, 48)
+    row = run.logs["updates"][-1]
+    assert np.isfinite(row["loss_critic"]) and np.isfinite(row["loss_actor"])
+    assert ("stddev" in row) == (algorithm == "drqv2")
