@@ -9,6 +9,22 @@ if "MUJOCO_GL" not in _os.environ and not _os.environ.get("DISPLAY"):
 if _os.environ.get("MUJOCO_GL") == "egl":
     _os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
+# One BLAS kernel family for every OpenBLAS in the process, on every x86 CPU with AVX2. numpy and scipy ship
+# their own OpenBLAS builds (0.3.29 and 0.3.31 here); on an AVX-512 CPU each picks its SkylakeX kernels, which
+# round differently from each other, so the compiled sim (env.fast_sim: numba runs its matrix products through
+# scipy's OpenBLAS) no longer matches stock gym-hil (numpy's) bit for bit, and every result depends on the CPU
+# model. Their Haswell kernels agree, and are what AVX2 CPUs without AVX-512 (AMD Zen included) run anyway.
+# OpenBLAS reads this when it loads: hilstudy must be imported before numpy (its commands and the `hilstudy`
+# Jupyter kernel set it for the process), and hilstudy.fastsim checks that it took effect.
+if "OPENBLAS_CORETYPE" not in _os.environ:
+    try:
+        with open("/proc/cpuinfo") as _f:
+            _flags = next((line.split(":", 1)[1].split() for line in _f if line.startswith("flags")), [])
+    except OSError:  # not Linux: leave OpenBLAS alone
+        _flags = []
+    if "avx2" in _flags and "fma" in _flags:
+        _os.environ["OPENBLAS_CORETYPE"] = "Haswell"
+
 # Study runs are offline and their outputs byte-stable: no hub look-ups at run time, no progress bars
 # with rates and timings (HF datasets prints one per saved episode) in executed notebooks.
 _os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -149,6 +149,56 @@ def _acos_all(loop, data_ptr, x: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
+def _blas_ops(a, v, m, j):
+    """The linear algebra the compiled controller does (numba: scipy's BLAS/LAPACK), for `_check_blas`."""
+    return a @ v, (j @ m) @ j.T, np.linalg.solve(m, np.eye(m.shape[0])), np.linalg.det(j @ j.T), _pinv(j, 1e-15)
+
+
+_BLAS_CHECKED = False
+
+
+def _openblas_cores() -> str:
+    """Which kernels each OpenBLAS in the process runs (numpy's and scipy's builds), e.g. 'numpy: Haswell, ...'."""
+    site = os.path.dirname(os.path.dirname(np.__file__))
+    found = []
+    for owner, pattern, suffix in (("numpy", "numpy.libs/libscipy_openblas64_*.so", "64_"),
+                                   ("scipy", "scipy.libs/libscipy_openblas*.so", "")):
+        for lib in glob.glob(os.path.join(site, pattern)):
+            try:
+                fn = getattr(ctypes.CDLL(lib), f"scipy_openblas_get_config{suffix}")
+                fn.restype = ctypes.c_char_p
+                found.append(f"{owner}: {fn().decode()}")
+            except (OSError, AttributeError):
+                continue
+    return "; ".join(found) or "unknown"
+
+
+def _check_blas() -> None:
+    """The compiled controller's matrix products and solves give numpy's results bit for bit, or fail here. numpy
+    and scipy (whose BLAS numba calls) ship different OpenBLAS builds; where they pick kernels that round differently
+    (their AVX-512 ones) the compiled sim would drift from gym-hil's. hilstudy sets OPENBLAS_CORETYPE so they agree."""
+    global _BLAS_CHECKED
+    if _BLAS_CHECKED:
+        return
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a, v = rng.normal(size=(7, 7)), rng.normal(size=7)
+        m = a @ a.T + 7 * np.eye(7)
+        j = rng.normal(size=(6, 7))
+        want = (a @ v, (j @ m) @ j.T, np.linalg.solve(m, np.eye(7)), np.linalg.det(j @ j.T), np.linalg.pinv(j, 1e-15))
+        with _quiet_compile():
+            got = _blas_ops(a, v, m, j)
+        if not all(np.array_equal(x, y) for x, y in zip(got, want)):
+            raise RuntimeError(
+                "env.fast_sim: numba's BLAS (scipy's OpenBLAS) rounds differently from numpy's here, so the compiled sim "
+                f"would not match gym-hil bit for bit ({_openblas_cores()}; OPENBLAS_CORETYPE="
+                f"{os.environ.get('OPENBLAS_CORETYPE', 'unset')}). Import hilstudy before numpy (it sets "
+                "OPENBLAS_CORETYPE=Haswell on AVX2 CPUs), start Python with OPENBLAS_CORETYPE=Haswell, "
+                "or set env.fast_sim: false")
+    _BLAS_CHECKED = True
+
+
+@njit(cache=True)
 def _pinv(a, rcond):
     """numpy.linalg.pinv(a, rcond) op for op (numba's own pinv rounds differently)."""
     u, s, vt = np.linalg.svd(a, full_matrices=False)
@@ -323,6 +373,7 @@ class FastPandaPickCubeGymEnv(PandaPickCubeGymEnv):
         self._functions = _mujoco_functions()
         self._acos_buffers = _AcosBuffers()  # the arccos loop's argument arrays, alive as long as the env
         self._acos = (*_numpy_arccos_loop(), self._acos_buffers.io, self._acos_buffers.call)
+        _check_blas()
         with _quiet_compile():  # compile (or load from numba's cache) now
             self._run_substeps(0)
 

@@ -43,6 +43,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want_stamp" ] || ! "$VENV/bin/python" -c
     echo "setup: installing hilstudy and its locked dependencies into $VENV (first time: a few minutes, torch is large)"
     "$VENV/bin/python" -m pip install --quiet --upgrade "pip>=24"
     "$VENV/bin/python" -m pip install --quiet -c requirements.lock -e ".[test]"
-    "$VENV/bin/python" -m ipykernel install --sys-prefix --name hilstudy --display-name "Python (hilstudy)" >/dev/null
+    # the kernel's OpenBLAS kernels as hilstudy/__init__.py chooses them (numpy loads before hilstudy in a notebook)
+    kernel_env=()
+    if grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo 2>/dev/null; then
+        kernel_env=(--env OPENBLAS_CORETYPE Haswell)
+    fi
+    "$VENV/bin/python" -m ipykernel install --sys-prefix --name hilstudy --display-name "Python (hilstudy)" "${kernel_env[@]}" >/dev/null
     echo "$want_stamp" > "$stamp"
 fi

@@ -101,3 +101,18 @@ def test_a_cold_compile_prints_nothing(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "Numba" not in out.stderr + out.stdout, out.stderr
     assert any(tmp_path.rglob("*.nbi")), "the kernels were cached where NUMBA_CACHE_DIR points"
+
+
+def test_hilstudy_pins_openblas_kernels_so_numpy_and_numba_agree():
+    """On an AVX-512 CPU numpy's and scipy's OpenBLAS builds pick kernels that round differently; hilstudy, imported
+    first, pins the Haswell ones on every AVX2 CPU, and the compiled sim checks the result before it runs."""
+    import os
+    import subprocess
+    import sys
+
+    flags = open("/proc/cpuinfo").read().split()
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    code = "import hilstudy, os, numpy; from hilstudy import fastsim; fastsim._check_blas(); print(os.environ.get('OPENBLAS_CORETYPE'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == ("Haswell" if "avx2" in flags and "fma" in flags else "None")
