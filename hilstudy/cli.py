@@ -3,6 +3,7 @@
     hilstudy run notebooks/10_demos.py -o data/demos/notebook.ipynb -p demos.num_episodes 5
     hilstudy batch notebooks/30_finetune.py sets.yaml -o data/batch/ft   # one run per parameter set
     hilstudy repro -j 2                 # dvc repro, two independent stages at a time
+    hilstudy record                     # real arm: a person records the demos, then they are dvc-committed
     hilstudy check                      # validate params.yaml and exit
     hilstudy summary data/finetune/*    # key numbers of fine-tuning runs (success, interventions, time)
 """
@@ -40,6 +41,30 @@ def _repro(args: argparse.Namespace) -> int:
 
     P.load(args.params)  # a bad params.yaml fails here, before any stage
     return repro(P.project_root(), jobs=args.jobs, targets=args.targets)
+
+
+def _record(args: argparse.Namespace) -> int:
+    """The real arm's demos, recorded by a person: the demos stage's own command, run here with the person at the
+    arm, then `dvc commit` of that stage, so `dvc repro` finds it up to date and never waits for anyone."""
+    import os
+    import subprocess
+
+    from hilstudy.demos import INTERACTIVE_ENV
+    from hilstudy.runner import run_notebook
+
+    study = P.load(args.params)
+    if study.env.kind != "real":
+        raise P.ParamsError(f"{args.params}: env.kind is '{study.env.kind}': the sim's demos are recorded by "
+                            f"`dvc repro` (stage demos); `hilstudy record` is for env.kind: real")
+    root = P.project_root()
+    os.environ[INTERACTIVE_ENV] = "1"  # the kernel inherits it
+    print(f"hilstudy record: {study.demos.num_episodes} episodes on {study.real.robot} with {study.real.teleop}; "
+          "the success key ends an episode as solved, the stop key ends it and holds the arm, re-record drops it")
+    run_notebook(root / "notebooks/10_demos.py", root / "data/demos/notebook.ipynb", {"out_dir": "data/demos"},
+                 params_file=args.params)
+    subprocess.run(["dvc", "commit", "--force", "demos"], cwd=root, check=True)
+    print("hilstudy record: demos committed to DVC (dvc.lock); `dvc repro` now continues from them")
+    return 0
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -97,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("-j", "--jobs", type=int, default=2, help="stages at once (default 2; 1: plain dvc repro)")
     rep.add_argument("--params", default=P.PARAMS_FILE, help="params file (default: params.yaml)")
     rep.set_defaults(func=_repro)
+
+    record = sub.add_parser("record", help="real arm: record the demos with a person at the teleoperator, then dvc commit")
+    record.add_argument("--params", default=P.PARAMS_FILE, help="params file (default: params.yaml)")
+    record.set_defaults(func=_record)
 
     check = sub.add_parser("check", help="validate params.yaml (and overrides) and exit")
     add_params(check)

@@ -37,6 +37,7 @@ from hilstudy.rollout import Transition, episode_metrics, rollout
 from hilstudy.seeding import seed_everything
 
 FPS = 10  # gym-hil pick-cube's control rate (control_dt = 0.1 s)
+INTERACTIVE_ENV = "HILSTUDY_INTERACTIVE"  # set by `hilstudy record`: a person is at the real arm
 ACTION_NAMES = ["delta_x", "delta_y", "delta_z", "gripper"]
 IMAGE_KEYS = ("observation.images.front", "observation.images.wrist")
 
@@ -110,6 +111,8 @@ RECORDING_STATE = "recording.json"  # in `<root>.partial`: what a resumed record
 def recording_digest(params: StudyParams) -> str:
     """What a partial recording must match to be resumed: the sections that shape its episodes."""
     keep = {k: getattr(params, k).model_dump(mode="json") for k in ("env", "operator", "demos")}
+    if params.env.kind == "real":
+        keep["real"] = params.real.model_dump(mode="json")
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -161,7 +164,8 @@ def recover_partial(partial: Path, digest: str) -> dict[str, Any] | None:
     return None
 
 
-def _commit_episode(partial: Path, repo_id: str, features: dict, frames: list[dict], state: dict[str, Any]) -> None:
+def _commit_episode(partial: Path, repo_id: str, features: dict, frames: list[dict], state: dict[str, Any],
+                    fps: int = FPS, robot_type: str = "panda") -> None:
     """Append one episode: to a copy of the committed dataset, which then replaces it (two renames)."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
@@ -172,7 +176,7 @@ def _commit_episode(partial: Path, repo_id: str, features: dict, frames: list[di
         shutil.copytree(partial, nxt)
         ds = LeRobotDataset.resume(repo_id, root=nxt)
     else:  # the first kept episode
-        ds = LeRobotDataset.create(repo_id=repo_id, fps=FPS, root=nxt, features=features, use_videos=False, robot_type="panda")
+        ds = LeRobotDataset.create(repo_id=repo_id, fps=fps, root=nxt, features=features, use_videos=False, robot_type=robot_type)
     for frame in frames:
         ds.add_frame(frame)
     ds.save_episode()
@@ -194,10 +198,13 @@ def record_demos(params: StudyParams, root: str | Path, progress: bool = True) -
     """
     from tqdm import tqdm
 
-    from hilstudy.operator import ScriptedOperator
+    from hilstudy.real import make_operator
     from hilstudy.sim import make_env
 
     cfg = params.demos
+    if params.env.kind == "real" and params.real.robot != "hilstudy_mock_so101" and not os.environ.get(INTERACTIVE_ENV):
+        raise RuntimeError("env.kind is real: demos are recorded by a person at the arm, not by `dvc repro`. "
+                           "Run `hilstudy record` (it records, then `dvc commit`s the demos stage)")
     root = Path(root)
     partial = root.with_name(root.name + ".partial")
     partial.parent.mkdir(parents=True, exist_ok=True)
@@ -211,8 +218,8 @@ def record_demos(params: StudyParams, root: str | Path, progress: bool = True) -
     kept: list[dict] = state["kept"]
     discarded: list[dict] = state["discarded"]
 
-    with make_env(params.env) as env:
-        operator = ScriptedOperator(params.operator, action_scale=params.env.action_scale)
+    with make_env(params.env, params.real) as env:
+        operator = make_operator(params, env)
         features = dataset_features(env)
         max_attempts = 3 * cfg.num_episodes
         bar = tqdm(total=cfg.num_episodes, initial=len(kept), desc="demos", disable=not progress)
@@ -225,15 +232,19 @@ def record_demos(params: StudyParams, root: str | Path, progress: bool = True) -
                 )
             seed = cfg.seed + attempt
             transitions = list(rollout(env, policy=None, operator=operator, seed=seed))
-            # the cube has not moved after the first step (the gripper starts well above it)
-            record = {"seed": seed, "cube_pos": [float(x) for x in transitions[0].info["cube_pos"]]}
+            record: dict[str, Any] = {"seed": seed}
+            if "cube_pos" in transitions[0].info:  # sim: the cube has not moved after the first step
+                record["cube_pos"] = [float(x) for x in transitions[0].info["cube_pos"]]
             record.update(episode_metrics(transitions))
-            keep = record["success"] or cfg.keep_failed
+            if transitions[-1].info.get("rerecord", False):  # the person's re-record key (real arm): discard it
+                record["rerecord"] = True
+            keep = (record["success"] or cfg.keep_failed) and not record.get("rerecord", False)
             (kept if keep else discarded).append(record)
             state["attempts"] = attempt + 1
             state["rng"] = _rng_state()
             if keep:
-                _commit_episode(partial, cfg.repo_id, features, [transition_frame(tr, cfg.task) for tr in transitions], state)
+                _commit_episode(partial, cfg.repo_id, features, [transition_frame(tr, cfg.task) for tr in transitions], state,
+                                *((params.real.fps, params.real.robot) if params.env.kind == "real" else ()))
                 bar.update(1)
             else:
                 partial.mkdir(exist_ok=True)

@@ -45,6 +45,50 @@ class EnvParams(Section):
     render_mesh_faces: int = Field(1000, ge=0)  # pixels: triangles per mesh in the renderer's own copy of the model (physics keeps all); 0: all
 
 
+class RealParams(Section):
+    """The real arm (`env.kind: real`): a lerobot robot, the person's teleoperator, and the safety envelope.
+
+    The policy's 4-D action moves an end-effector target (xyz: `env.action_scale` metres per unit, clipped to
+    the `ee_min`..`ee_max` box and to `max_ee_step` per step) that inverse kinematics turn into joint goals,
+    which the robot caps again at `max_joint_step` degrees per command. The person's teleoperator overrides
+    the policy while its intervention button is held; its success key ends an episode as solved, its
+    stop/failure key ends it and holds the arm, its re-record key ends it for recording again.
+    """
+
+    robot: str = Field("so101_follower", min_length=1)  # lerobot robot type (RobotConfig registry); hilstudy_mock_so101: no hardware
+    port: str = "/dev/ttyACM0"  # the follower's serial port (`lerobot-find-port`); real robots only
+    robot_id: str = Field("hilstudy_follower", min_length=1)  # calibration id (`lerobot-calibrate --robot.id=...`)
+    robot_options: dict[str, Any] = {}  # further fields of the robot's lerobot config, e.g. {calibration_dir: ...}
+    cameras: dict[str, int | str] = {"front": 0, "wrist": 1}  # camera name -> OpenCV index or device path (real robots)
+    camera_width: int = Field(640, ge=16)  # requested camera frame width (pixels); frames are resized to env.image_size
+    camera_height: int = Field(480, ge=16)  # requested camera frame height (pixels)
+    camera_fps: int = Field(30, ge=1)  # requested camera frame rate
+    teleop: str = Field("gamepad", min_length=1)  # lerobot teleoperator with end-effector deltas + events: gamepad | keyboard_ee
+    teleop_options: dict[str, Any] = {}  # further fields of the teleoperator's lerobot config
+    urdf_path: str = ""  # the arm's URDF for kinematics (SO101: SO-ARM100's so101_new_calib.urdf); "": hilstudy's mock arm
+    target_frame: str = Field("gripper_frame_link", min_length=1)  # the end-effector frame in urdf_path
+    ee_min: list[float] = [0.12, -0.20, 0.02]  # workspace box, low corner (m, robot base frame): the target never leaves it
+    ee_max: list[float] = [0.38, 0.20, 0.25]  # workspace box, high corner (m)
+    max_ee_step: float = Field(0.03, gt=0.0, le=0.1)  # most metres the end-effector target moves in one step
+    max_joint_step: float = Field(10.0, gt=0.0, le=90.0)  # most degrees a joint goal moves in one command
+    gripper_min: float = 0.0  # gripper position fully open (the robot's units: 0..100 on an SO-101)
+    gripper_max: float = 100.0  # gripper position fully closed
+    reset_joints: list[float] = [0.0, 0.0, 15.0, 30.0, 0.0, 0.0]  # joint positions at reset (degrees, gripper 0..100 last); set your arm's
+    reset_time_s: float = Field(3.0, ge=0.0, le=120.0)  # seconds to move there (and for the person to reset the scene)
+    fps: int = Field(10, ge=1, le=100)  # control rate (steps per second); steps are paced to it
+    realtime: bool = True  # pace steps and resets to fps; false: as fast as the robot answers (the mock, tests)
+
+    @model_validator(mode="after")
+    def _check(self) -> RealParams:
+        if len(self.ee_min) != 3 or len(self.ee_max) != 3:
+            raise ValueError(f"real.ee_min and real.ee_max need 3 values (x, y, z), got {self.ee_min} and {self.ee_max}")
+        if any(lo >= hi for lo, hi in zip(self.ee_min, self.ee_max)):
+            raise ValueError(f"real.ee_min must be below real.ee_max on every axis, got {self.ee_min} and {self.ee_max}")
+        if self.gripper_min >= self.gripper_max:
+            raise ValueError(f"real.gripper_min ({self.gripper_min}) must be below real.gripper_max ({self.gripper_max})")
+        return self
+
+
 class OperatorParams(Section):
     """The simulated human: a scripted expert plus the rule that decides when it takes over."""
 
@@ -230,6 +274,7 @@ class StudyParams(Section):
     """The whole params.yaml: one section per stage."""
 
     env: EnvParams = EnvParams()
+    real: RealParams = RealParams()
     operator: OperatorParams = OperatorParams()
     demos: DemosParams = DemosParams()
     policy: PolicyParams = PolicyParams()
@@ -238,6 +283,14 @@ class StudyParams(Section):
     finetune: FinetuneParams = FinetuneParams()
     runs: RunsParams = RunsParams()
     devlogs: dict[str, DevlogParams] = {}  # devlog id (e.g. "059") -> its experiment (report stage `report@<id>`)
+
+    @model_validator(mode="after")
+    def _check_real(self) -> StudyParams:
+        if self.env.kind == "real" and not self.real.urdf_path and self.real.robot != "hilstudy_mock_so101":
+            raise ValueError(f"real.urdf_path: robot '{self.real.robot}' needs its URDF for the end-effector control "
+                             f"(SO-101: so101_new_calib.urdf from the SO-ARM100 repository); only hilstudy_mock_so101 "
+                             f"ships one")
+        return self
 
 
 SECTIONS: tuple[str, ...] = tuple(StudyParams.model_fields)

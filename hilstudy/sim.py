@@ -38,7 +38,7 @@ import numpy as np
 from gym_hil.envs.panda_pick_gym_env import _CARTESIAN_BOUNDS, _SAMPLING_BOUNDS, PandaPickCubeGymEnv
 from gym_hil.mujoco_gym_env import MAX_GRIPPER_COMMAND, GymRenderingSpec
 
-from hilstudy.params import EnvParams
+from hilstudy.params import EnvParams, RealParams
 
 QVEL_SCALE = 2.0  # rad/s that map to 1.0 in the normalized state
 IMAGE_KEYS = ("observation.images.front", "observation.images.wrist")
@@ -321,8 +321,10 @@ class PickCubeEnv(gym.Env):
         }
 
 
-def make_env(cfg: EnvParams) -> PickCubeEnv:
-    """The study's env for `cfg.kind`: the MuJoCo pick-cube, or (issue 10) a real lerobot arm."""
+def make_env(cfg: EnvParams, real: RealParams | None = None) -> Any:
+    """The study's env for `cfg.kind`: the MuJoCo pick-cube, or a lerobot robot + teleoperator (`real`)."""
     if cfg.kind == "sim":
         return PickCubeEnv(cfg)
-    raise NotImplementedError("real arm: see issue 10")
+    from hilstudy.real import RealArmEnv
+
+    return RealArmEnv(cfg, real if real is not None else RealParams())

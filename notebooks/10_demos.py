@@ -19,13 +19,14 @@
 # person with a teleoperator. Every action it takes is flagged `is_intervention = 1`: in HIL-SERL,
 # demonstrations and interventions are the same kind of data (human-chosen actions).
 #
-# Inputs: the `env`, `operator` and `demos` sections of `params.yaml`.
+# Inputs: the `env`, `operator`, `demos` (and, for the real arm, `real`) sections of `params.yaml`.
 # Outputs: `data/demos/dataset/` (the dataset), `data/demos/metrics.json`, `data/demos/episodes.json`.
 
 # %% tags=["parameters"]
 env = None  # params.yaml section `env` (None: read params.yaml)
 operator = None  # params.yaml section `operator`
 demos = None  # params.yaml section `demos`
+real = None  # params.yaml section `real` (the arm, when env.kind is real)
 out_dir = "data/demos"  # where the dataset, metrics and episode table go
 
 # %%
@@ -40,7 +41,7 @@ from hilstudy.demos import load_demos, record_demos
 from hilstudy.io import write_json
 
 os.chdir(P.project_root())  # paths are relative to the project root, also when opened from notebooks/
-cfg = P.resolve(env=env, operator=operator, demos=demos)
+cfg = P.resolve(env=env, operator=operator, demos=demos, real=real)
 out = Path(out_dir)
 print(cfg.env)
 print(cfg.operator)

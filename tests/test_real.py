@@ -1,0 +1,195 @@
+"""The real-arm env with hilstudy's simulated SO-101 and scripted teleoperator (no hardware).
+
+Both devices are built by lerobot's own factories from configs registered in lerobot's registries, and the
+end-effector control runs through lerobot's robot-env processor steps and placo kinematics, as on the arm.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from lerobot.robots import make_robot_from_config
+from lerobot.teleoperators import make_teleoperator_from_config
+
+from hilstudy.mock import MockSO101, ScriptedTeleop
+from hilstudy.params import EnvParams, ParamsError, RealParams, load
+from hilstudy.real import RealArmEnv, TeleopOperator, robot_config, teleop_config, teleop_to_action
+from hilstudy.rollout import episode_metrics, rollout
+
+
+def real_params(tmp_path: Path, script: list[dict] | None = None, **kw) -> RealParams:
+    cal = {"calibration_dir": str(tmp_path / "calibration")}
+    return RealParams(robot="hilstudy_mock_so101", teleop="hilstudy_scripted_teleop", realtime=False,
+                      reset_time_s=0.3, robot_options=cal, teleop_options={**cal, "script": script or []}, **kw)
+
+
+def make(tmp_path: Path, script: list[dict] | None = None, obs: str = "state", max_steps: int = 40, **kw) -> RealArmEnv:
+    env_cfg = EnvParams(kind="real", obs=obs, image_size=64, max_episode_steps=max_steps)
+    return RealArmEnv(env_cfg, real_params(tmp_path, script, **kw))
+
+
+def test_lerobot_factories_build_the_registered_mock_devices(tmp_path):
+    real = real_params(tmp_path)
+    assert isinstance(make_robot_from_config(robot_config(real)), MockSO101)
+    assert isinstance(make_teleoperator_from_config(teleop_config(real)), ScriptedTeleop)
+
+
+def test_unknown_device_types_are_named(tmp_path):
+    with pytest.raises(ValueError, match="real.robot: unknown lerobot robot type 'so1O1_follower'"):
+        robot_config(RealParams(robot="so1O1_follower"))
+    with pytest.raises(ValueError, match="real.teleop: unknown lerobot teleoperator type 'joypad'"):
+        teleop_config(RealParams(teleop="joypad"))
+
+
+def test_params_reject_a_real_robot_without_urdf_and_a_bad_workspace():
+    with pytest.raises(ParamsError, match="real.urdf_path: robot 'so101_follower' needs its URDF"):
+        load(overrides={"env.kind": "real"})
+    with pytest.raises(ParamsError, match="real.ee_min must be below real.ee_max"):
+        load(overrides={"real.ee_min": [0.3, 0.0, 0.0], "real.ee_max": [0.2, 0.1, 0.1]})
+    assert load(overrides={"env.kind": "real", "real.robot": "hilstudy_mock_so101"}).env.kind == "real"
+
+
+def test_reset_moves_to_the_reset_pose_and_observes_like_the_sim(tmp_path):
+    with make(tmp_path, obs="pixels") as env:
+        obs, info = env.reset(seed=3)
+        np.testing.assert_allclose(env._joints(), env.real.reset_joints, atol=1e-9)
+        assert set(obs) == {"observation.state", "observation.images.front", "observation.images.wrist"}
+        assert obs["observation.state"].dtype == np.float32 and obs["observation.state"].shape == (9,)
+        assert np.all(np.abs(obs["observation.state"]) <= 1.0)
+        for key in ("observation.images.front", "observation.images.wrist"):
+            assert obs[key].dtype == np.uint8 and obs[key].shape == (64, 64, 3)
+        assert info["success"] is False and info["step"] == 0
+        # reset is a straight joint-space line, each command within the robot's per-command cap
+        sent = np.array([[c[f"{m}.pos"] for m in env.motors] for c in env.robot.sent])
+        assert len(sent) == 3 and np.all(np.abs(np.diff(sent, axis=0)) <= env.real.max_joint_step + 1e-9)
+
+
+def test_a_policy_action_moves_the_end_effector_that_way(tmp_path):
+    with make(tmp_path) as env:
+        env.reset(seed=0)
+        start = env._ee_pos()
+        for _ in range(3):
+            _, reward, terminated, truncated, info = env.step(np.array([1.0, 0.0, 0.0, 0.0]))
+        moved = info["tcp_pos"] - start
+        assert moved[0] > 0.05 and abs(moved[1]) < 1e-6, moved
+        assert (reward, terminated, truncated) == (0.0, False, False)
+
+
+def test_targets_stay_in_the_workspace_and_steps_stay_small(tmp_path):
+    with make(tmp_path, max_steps=200) as env:
+        env.reset(seed=0)
+        lo, hi = np.array(env.real.ee_min), np.array(env.real.ee_max)
+        rng = np.random.default_rng(0)
+        prev_q, prev_ee = env._joints(), env._ee_pos()
+        for t in range(120):
+            push = np.array([-1.0, 1.0, -1.0, 1.0]) if t < 60 else rng.uniform(-1, 1, 4)  # into a corner, then random
+            _, _, _, _, info = env.step(push)
+            q, ee = env._joints(), info["tcp_pos"]
+            assert np.all(np.abs(q - prev_q)[:-1] <= env.real.max_joint_step + 1e-6)  # arm joints: the cap
+            assert np.linalg.norm(ee - prev_ee) <= env.real.max_ee_step + 0.01  # the safety step, plus IK tracking
+            assert np.all(ee >= lo - 0.01) and np.all(ee <= hi + 0.01), (t, ee)  # the box, plus IK tracking
+            prev_q, prev_ee = q, ee
+        assert 0.0 <= info["gripper"] <= 1.0
+
+
+def test_the_person_overrides_the_policy_while_holding_the_button(tmp_path):
+    script = [{}] * 3 + [{"intervene": True, "delta": (0.0, 0.0, 1.0), "gripper": "open"}] * 4 + [{}] * 3
+    with make(tmp_path, script, max_steps=10) as env:
+        op = TeleopOperator(env)
+        steps = list(rollout(env, policy=lambda o: np.array([0.5, 0.0, 0.0, 1.0]), operator=op, seed=0))
+    assert [s.is_intervention for s in steps] == [False] * 3 + [True] * 4 + [False] * 3
+    assert [s.intervention_start for s in steps] == [False] * 3 + [True] + [False] * 6
+    for s in steps:
+        want = [0.0, 0.0, 1.0, -1.0] if s.is_intervention else [0.5, 0.0, 0.0, 1.0]
+        np.testing.assert_array_equal(s.action, np.float32(want))
+        np.testing.assert_array_equal(s.policy_action, np.float32([0.5, 0.0, 0.0, 1.0]))
+    assert steps[-1].truncated and not steps[-1].terminated  # the time limit
+    assert episode_metrics(steps)["intervention_rate"] == pytest.approx(0.4)
+
+
+def test_the_stop_key_ends_the_episode_and_holds_the_arm(tmp_path):
+    script = [{}] * 4 + [{"stop": True}]
+    with make(tmp_path, script) as env:
+        steps = list(rollout(env, policy=lambda o: np.array([1.0, 0.0, -1.0, 1.0]), operator=TeleopOperator(env), seed=0))
+        last = steps[-1]
+        assert len(steps) == 5 and last.terminated and not last.truncated
+        assert last.reward == 0.0 and not last.success and last.info["stopped"]
+        before = steps[-2].info["tcp_pos"]
+        np.testing.assert_allclose(last.info["tcp_pos"], before, atol=1e-12)  # the step's action was not executed
+        held = env.robot.sent[-1]
+        np.testing.assert_allclose([held[f"{m}.pos"] for m in env.motors], env._joints(), atol=1e-12)
+
+
+def test_success_and_rerecord_keys(tmp_path):
+    with make(tmp_path, [{}, {"success": True}]) as env:
+        steps = list(rollout(env, policy=lambda o: np.zeros(4), seed=0))  # no operator: events are still read
+    assert len(steps) == 2 and steps[-1].terminated and steps[-1].success and steps[-1].reward == 1.0
+    with make(tmp_path, [{}, {}, {"rerecord": True}]) as env:
+        steps = list(rollout(env, operator=TeleopOperator(env), seed=0))
+    assert len(steps) == 3 and steps[-1].truncated and not steps[-1].terminated and steps[-1].info["rerecord"]
+    assert all(s.is_intervention for s in steps)  # recording: the person drives every step
+
+
+def test_teleop_commands_map_to_the_study_action():
+    np.testing.assert_array_equal(teleop_to_action({"delta_x": 2.0, "delta_y": -0.5, "delta_z": 0.0, "gripper": 0.0}),
+                                  np.float32([1.0, -0.5, 0.0, 1.0]))
+    np.testing.assert_array_equal(teleop_to_action({"delta_x": 0, "delta_y": 0, "delta_z": 0, "gripper": 2.0}),
+                                  np.float32([0, 0, 0, -1.0]))
+    with pytest.raises(ValueError, match="gripper command 3.0"):
+        teleop_to_action({"gripper": 3.0})
+
+
+def test_recording_demos_from_the_person_into_a_lerobot_dataset(tmp_path):
+    """Two episodes with the mock arm: the person drives, presses success (kept), re-records one (dropped)."""
+    from hilstudy import demos as D
+
+    ep = [{"delta": (1.0, 0.0, 0.0)}] * 3 + [{"delta": (0.0, 0.0, -1.0), "gripper": "close", "success": True}]
+    script = ep + [{"delta": (0.0, 1.0, 0.0)}, {"rerecord": True}] + ep
+    params = load(overrides={
+        "env.kind": "real", "env.max_episode_steps": 20,
+        "real": real_params(tmp_path, script).model_dump(mode="json"),
+        "demos.num_episodes": 2,
+    })
+    rec = D.record_demos(params, tmp_path / "demos", progress=False)
+    assert [e["success"] for e in rec.episodes] == [1.0, 1.0] and [e["length"] for e in rec.episodes] == [4.0, 4.0]
+    assert len(rec.discarded) == 1 and rec.discarded[0]["rerecord"]
+    ds = D.load_demos(tmp_path / "demos")
+    assert ds.meta.total_episodes == 2 and ds.meta.total_frames == 8 and ds.meta.robot_type == "hilstudy_mock_so101"
+    frame = ds[3]
+    assert frame["observation.state"].shape == (9,) and bool(frame["next.done"]) and bool(frame["next.success"])
+    assert float(frame["complementary_info.is_intervention"]) == 1.0
+    assert frame["action"].tolist() == [0.0, 0.0, -1.0, 1.0]  # the person's command: down, close
+
+
+def test_dvc_repro_never_waits_for_a_person(monkeypatch):
+    from hilstudy import demos as D
+
+    monkeypatch.delenv(D.INTERACTIVE_ENV, raising=False)
+    params = load(overrides={"env.kind": "real", "real.urdf_path": "arm.urdf"})
+    with pytest.raises(RuntimeError, match="Run `hilstudy record`"):
+        D.record_demos(params, "unused", progress=False)
+
+
+@pytest.mark.slow
+def test_hilstudy_record_records_then_dvc_commits_the_demos_stage(project_copy, tmp_path):
+    """The interactive command on the mock arm: the demos stage's notebook runs, then `dvc status` finds the stage
+    up to date, so `dvc repro` would continue from the person's demos without waiting for anyone."""
+    import os
+    import subprocess
+    import sys
+
+    from test_pipeline import dvc, set_params
+
+    ep = [{"delta": (1.0, 0.0, 0.0)}, {"delta": (0.0, 0.0, -1.0), "gripper": "close", "success": True}]
+    real = real_params(tmp_path, ep * 2).model_dump(mode="json")
+    set_params(project_copy, {"env.kind": "real", "env.max_episode_steps": 10, "demos.num_episodes": 2,
+                              **{f"real.{k}": v for k, v in real.items()}})
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    res = subprocess.run(["hilstudy", "record"], cwd=project_copy, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "demos committed to DVC" in res.stdout
+    status = dvc(project_copy, "status", "demos", "--json")
+    assert status.returncode == 0 and json.loads(status.stdout) == {}, status.stdout + status.stderr
+    ds = json.loads((project_copy / "data/demos/dataset/meta/info.json").read_text())
+    assert ds["total_episodes"] == 2 and ds["robot_type"] == "hilstudy_mock_so101"
