@@ -167,12 +167,13 @@ def restore_flags(policy, flags: dict[int, bool]) -> None:
 
 
 def evaluate(
-    policy, preprocessor, params: StudyParams, episodes: int, seed: int, deterministic: bool = True
+    policy, preprocessor, params: StudyParams, episodes: int, seed: int, deterministic: bool = True, env: Any = None
 ) -> dict[str, float]:
     """The policy alone (no operator) over seeded sim episodes seed, seed+1, ...: success, length, jitter.
 
     deterministic: act with tanh(mean) (the default), or sample the tanh-Gaussian as lerobot's actor does
-    (`select_action`); sampling draws from torch's global RNG, seeded here with `seed`.
+    (`select_action`); sampling draws from torch's global RNG, seeded here with `seed`. env: an open env to
+    evaluate in (the real arm's one connection, shared with training); None: a fresh one of `params.env`.
     """
     from hilstudy.sim import make_env
 
@@ -182,7 +183,7 @@ def evaluate(
         torch.manual_seed(seed)
     act = ActorPolicy(policy, preprocessor, deterministic=deterministic)
     per_episode = []
-    with make_env(params.env) as env:
+    with contextlib.nullcontext(env) if env is not None else make_env(params.env, params.real) as env:
         for i in range(episodes):
             per_episode.append(episode_metrics(list(rollout(env, policy=act, seed=seed + i))))
     return {
@@ -291,7 +292,7 @@ def _train_bc(params: StudyParams, demos_root: str | Path, out_dir: str | Path, 
     out_dir = Path(out_dir)
     seed_everything(cfg.seed)
     demos = load_demo_tensors(demos_root)
-    with make_env(params.env) as env:
+    with make_env(params.env, params.real) as env:
         check_features(demos.features, dataset_features(env), demos_root)
     train_idx, val_idx = split_episodes(demos.episode, cfg.val_episodes, cfg.seed)
 

@@ -424,11 +424,13 @@ class Run:
             return "no checkpoint was saved yet"
         return f"the last good checkpoint is kept ({self.ckpt}, env step {json.loads(state.read_text())['env_step']})"
 
-    def evaluate(self) -> None:
+    def evaluate(self, env: Any = None) -> None:
         from hilstudy.bc import evaluate
 
         was_training = self.algorithm.policy.training
-        m = evaluate(self.algorithm.policy, self.pre, self.params, self.cfg.eval_episodes, self.cfg.eval_seed)
+        if self.params.env.kind == "real":  # one arm: evaluate on the training env's connection
+            env = self._env
+        m = evaluate(self.algorithm.policy, self.pre, self.params, self.cfg.eval_episodes, self.cfg.eval_seed, env=env)
         self.algorithm.policy.train(was_training)
         row = {"env_step": self.env_step, "success_rate": m["eval_success_rate"], "mean_length": m["eval_mean_length"], "jitter": m["eval_jitter"]}
         self.logs["evals"].append(row)
@@ -442,11 +444,19 @@ class Run:
 
     # ------------------------------------------------------------------------------------ the loop
     def run(self, stop_at: int | None = None) -> dict[str, Any]:
-        from hilstudy.operator import ScriptedOperator
+        from hilstudy.real import make_operator
         from hilstudy.sim import make_env
 
         cfg = self.cfg
-        operator = ScriptedOperator(self.params.operator, self.params.env.action_scale) if cfg.interventions else None
+        with make_env(self.params.env, self.params.real) as base:
+            self._env = base
+            try:
+                return self._run(base, make_operator(self.params, base) if cfg.interventions else None, stop_at)
+            finally:
+                self._env = None
+
+    def _run(self, base: Any, operator: Any, stop_at: int | None) -> dict[str, Any]:
+        cfg = self.cfg
         if self.drqv2:  # tanh(mean) + scheduled noise, by the env steps taken so far
             from hilstudy.agents import NoisyActor
 
@@ -456,43 +466,42 @@ class Run:
         if self.env_step == 0 and cfg.eval_episodes > 0 and not self.logs["evals"]:
             self.evaluate()  # success at step 0: what the start (scratch or BC) is worth
         next_ckpt = (self.env_step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-        with make_env(self.params.env) as base:
-            # reward `episode_end`: success is judged once, at the time limit (devlog 059's terminal-only signal)
-            env = EpisodeEndReward(base, self.params.env.max_episode_steps) if cfg.reward == "episode_end" else base
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="learner") as learner:
-                self._learner = learner if cfg.overlap else None
-                while self.env_step < cfg.env_steps:
-                    t0 = time.perf_counter()
-                    seed = cfg.seed * EPISODE_SEED_STRIDE + self.episode
-                    episode: list[Transition] = []
-                    self._pending = None
-                    for tr in rollout(env, policy=act, operator=operator, seed=seed, reward_fn=self.reward_fn, before_step=self._before_step):
-                        if self._learner is None:  # sequential: store the previous transition, then update
-                            self._store_pending(tr.intervention_start)
-                        self._pending = tr
-                        episode.append(tr)
-                        self.env_step += 1
-                        if self._learner is not None:  # overlapped: the update ran beside this env step
-                            stats = self._inflight.result() if self._inflight is not None else None
-                            self._inflight = None
-                        else:
-                            stats = self._update(self.env_step) if self.env_step > cfg.learning_starts else None
-                        if stats is not None:
-                            self._log_update(stats)
-                        if cfg.eval_episodes > 0 and self.env_step % cfg.eval_every == 0:
-                            self.evaluate()
-                        if self.env_step >= cfg.env_steps:
-                            break
-                    self._store_pending(False)
-                    self.train_time += time.perf_counter() - t0
-                    m = episode_metrics(episode)
-                    self.logs["episodes"].append({"episode": self.episode, "env_step": self.env_step, "seed": seed, **m})
-                    self.episode += 1
-                    if self.env_step >= next_ckpt or self.env_step >= cfg.env_steps:
-                        self.save_checkpoint()
-                        next_ckpt = (self.env_step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-                        if stop_at is not None and self.env_step >= stop_at:
-                            raise StopRun(f"stopped at env step {self.env_step}")
+        # reward `episode_end`: success is judged once, at the time limit (devlog 059's terminal-only signal)
+        env = EpisodeEndReward(base, self.params.env.max_episode_steps) if cfg.reward == "episode_end" else base
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="learner") as learner:
+            self._learner = learner if cfg.overlap else None
+            while self.env_step < cfg.env_steps:
+                t0 = time.perf_counter()
+                seed = cfg.seed * EPISODE_SEED_STRIDE + self.episode
+                episode: list[Transition] = []
+                self._pending = None
+                for tr in rollout(env, policy=act, operator=operator, seed=seed, reward_fn=self.reward_fn, before_step=self._before_step):
+                    if self._learner is None:  # sequential: store the previous transition, then update
+                        self._store_pending(tr.intervention_start)
+                    self._pending = tr
+                    episode.append(tr)
+                    self.env_step += 1
+                    if self._learner is not None:  # overlapped: the update ran beside this env step
+                        stats = self._inflight.result() if self._inflight is not None else None
+                        self._inflight = None
+                    else:
+                        stats = self._update(self.env_step) if self.env_step > cfg.learning_starts else None
+                    if stats is not None:
+                        self._log_update(stats)
+                    if cfg.eval_episodes > 0 and self.env_step % cfg.eval_every == 0:
+                        self.evaluate()
+                    if self.env_step >= cfg.env_steps:
+                        break
+                self._store_pending(False)
+                self.train_time += time.perf_counter() - t0
+                m = episode_metrics(episode)
+                self.logs["episodes"].append({"episode": self.episode, "env_step": self.env_step, "seed": seed, **m})
+                self.episode += 1
+                if self.env_step >= next_ckpt or self.env_step >= cfg.env_steps:
+                    self.save_checkpoint()
+                    next_ckpt = (self.env_step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+                    if stop_at is not None and self.env_step >= stop_at:
+                        raise StopRun(f"stopped at env step {self.env_step}")
         return self.summary()
 
     def _before_step(self, intervention_start: bool) -> None:

@@ -193,3 +193,29 @@ def test_hilstudy_record_records_then_dvc_commits_the_demos_stage(project_copy, 
     assert status.returncode == 0 and json.loads(status.stdout) == {}, status.stdout + status.stderr
     ds = json.loads((project_copy / "data/demos/dataset/meta/info.json").read_text())
     assert ds["total_episodes"] == 2 and ds["robot_type"] == "hilstudy_mock_so101"
+
+
+def test_fine_tuning_on_the_mock_arm_with_the_person_intervening(tmp_path):
+    """Record demos, then fine-tune with env.kind real: the person takes over on schedule and presses success;
+    evaluations run on the same arm connection (one robot, one teleoperator)."""
+    from hilstudy import demos as D
+    from hilstudy.finetune import finetune
+
+    demo = [{"delta": (1.0, 0.0, 0.0)}] * 2 + [{"delta": (0.0, 0.0, -1.0), "gripper": "close", "success": True}]
+    rescue = [{}] * 3 + [{"intervene": True, "delta": (0.0, 0.0, -1.0), "gripper": "close"}] * 3 + [{"success": True}]
+    base = {"env.kind": "real", "env.max_episode_steps": 10, "demos.num_episodes": 2,
+            "policy.actor_hidden_dims": [32, 32], "policy.critic_hidden_dims": [32, 32], "policy.num_critics": 2,
+            "policy.latent_dim": 16, "policy.state_encoder_hidden_dim": 16,
+            "finetune.env_steps": 60, "finetune.learning_starts": 20, "finetune.batch_size": 16,
+            "finetune.eval_every": 30, "finetune.eval_episodes": 1, "finetune.checkpoint_every": 30,
+            "finetune.log_every": 5, "finetune.init": "scratch"}
+    rec = load(overrides={**base, "real": real_params(tmp_path, demo * 2).model_dump(mode="json")})
+    D.record_demos(rec, tmp_path / "demos", progress=False)
+    params = load(overrides={**base, "real": real_params(tmp_path, rescue * 20).model_dump(mode="json")})
+    summary, run = finetune(params, tmp_path / "demos", tmp_path / "ft")
+    assert summary["env_steps"] == 60 and summary["updates"] == 40
+    episodes = run.logs["episodes"]
+    assert episodes[0]["intervention_steps"] == 3 and episodes[0]["takeovers"] == 1 and episodes[0]["success"] == 1.0
+    assert summary["offline_buffer"] > 6  # the demos' 6 frames plus the person's interventions
+    assert [e["env_step"] for e in run.logs["evals"]] == [0, 30, 60]
+    assert len(run.logs["updates"]) == 8 and all(np.isfinite(u["loss_critic"]) for u in run.logs["updates"])
