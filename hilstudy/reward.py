@@ -127,6 +127,9 @@ def record_frames(params: StudyParams, root: str | Path) -> list[dict]:
     from hilstudy.sim import make_env
 
     cfg = params.classifier
+    if params.env.kind == "real":  # honest until built: the scripted labeller needs the sim's privileged state
+        raise NotImplementedError("classifier frames on the real arm (a person labelling success) are not built yet "
+                                  "(issue 10); use finetune.reward: terminal with env.kind real, the person's success key")
     root = Path(root)
     partial = partial_dir(root)
     seed_everything(cfg.seed)

@@ -33,6 +33,7 @@
 env = None  # params.yaml section `env`
 policy = None  # params.yaml section `policy`
 bc = None  # params.yaml section `bc`
+real = None  # params.yaml section `real` (the arm, when env.kind is real)
 demos_dir = "data/demos/dataset"  # the demos (LeRobotDataset)
 out_dir = "data/bc"  # where the policy, metrics and curves go
 
@@ -46,7 +47,7 @@ from hilstudy import params as P
 from hilstudy.bc import run_bc
 
 os.chdir(P.project_root())
-cfg = P.resolve(env=env, policy=policy, bc=bc)
+cfg = P.resolve(env=env, policy=policy, bc=bc, real=real)
 print(cfg.policy)
 print(cfg.bc)
 

@@ -41,6 +41,7 @@ operator = None  # params.yaml section `operator`
 policy = None  # params.yaml section `policy`
 finetune = None  # params.yaml section `finetune` (the stage sets seed)
 runs = None  # params.yaml section `runs`: this run's overrides of `finetune` and its init
+real = None  # params.yaml section `real` (the arm, when env.kind is real)
 run = "bcinit"  # the run (a name under runs.from_scratch, runs.from_bc, runs.classifier_from_*)
 demos_dir = "data/demos/dataset"  # the demos (LeRobotDataset)
 bc_dir = "data/bc/policy"  # the BC policy (used when finetune.init is bc)
@@ -58,7 +59,7 @@ from hilstudy.finetune import finetune as run_finetune
 from hilstudy.io import write_json
 
 os.chdir(P.project_root())
-cfg = P.run_params(P.resolve(env=env, operator=operator, policy=policy, finetune=finetune, runs=runs), run)
+cfg = P.run_params(P.resolve(env=env, operator=operator, policy=policy, finetune=finetune, runs=runs, real=real), run)
 out = Path(out_dir)
 print(cfg.finetune)
 

@@ -172,19 +172,24 @@ def test_dvc_repro_never_waits_for_a_person(monkeypatch):
 
 
 @pytest.mark.slow
-def test_hilstudy_record_records_then_dvc_commits_the_demos_stage(project_copy, tmp_path):
-    """The interactive command on the mock arm: the demos stage's notebook runs, then `dvc status` finds the stage
-    up to date, so `dvc repro` would continue from the person's demos without waiting for anyone."""
+def test_hilstudy_record_then_dvc_repro_fine_tunes_on_the_mock_arm(project_copy, tmp_path):
+    """The real-arm workflow on the mock arm, in a copy of the project: `hilstudy record` runs the demos stage's
+    notebook and dvc-commits it (so `dvc status` finds it up to date and `dvc repro` never records by itself), then
+    `dvc repro` of one fine-tuning run trains on the arm with the person's takeovers and success keys."""
     import os
     import subprocess
     import sys
 
-    from test_pipeline import dvc, set_params
+    import yaml
+    from test_pipeline import dvc, flatten, hilstudy_repro, set_params
 
-    ep = [{"delta": (1.0, 0.0, 0.0)}, {"delta": (0.0, 0.0, -1.0), "gripper": "close", "success": True}]
-    real = real_params(tmp_path, ep * 2).model_dump(mode="json")
-    set_params(project_copy, {"env.kind": "real", "env.max_episode_steps": 10, "demos.num_episodes": 2,
-                              **{f"real.{k}": v for k, v in real.items()}})
+    demo = [{"delta": (1.0, 0.0, 0.0)}, {"delta": (0.0, 0.0, -1.0), "gripper": "close", "success": True}]
+    rescue = [{}] * 3 + [{"intervene": True, "delta": (0.0, 0.0, -1.0), "gripper": "close"}] * 3 + [{"success": True}]
+    smoke = flatten(yaml.safe_load((Path(__file__).parent / "smoke_params.yaml").read_text()))
+    common = {**smoke, "env.kind": "real", "env.max_episode_steps": 10, "demos.num_episodes": 2}
+    # one script for both (each process's teleoperator starts it over): recording uses its first two episodes
+    real = real_params(tmp_path, demo * 2 + rescue * 30).model_dump(mode="json")
+    set_params(project_copy, {**common, **{f"real.{k}": v for k, v in real.items()}})
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     res = subprocess.run(["hilstudy", "record"], cwd=project_copy, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -194,6 +199,11 @@ def test_hilstudy_record_records_then_dvc_commits_the_demos_stage(project_copy, 
     ds = json.loads((project_copy / "data/demos/dataset/meta/info.json").read_text())
     assert ds["total_episodes"] == 2 and ds["robot_type"] == "hilstudy_mock_so101"
 
+    res = hilstudy_repro(project_copy, "ft-scratch@scratch-0")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "stage 'demos'" not in res.stdout  # the person's demos are kept, not re-recorded
+    summary = json.loads((project_copy / "data/finetune/scratch-s0/metrics.json").read_text())
+    assert summary["env_steps"] == 100 and summary["intervention_rate_mean"] > 0
 
 def test_fine_tuning_on_the_mock_arm_with_the_person_intervening(tmp_path):
     """Record demos, then fine-tune with env.kind real: the person takes over on schedule and presses success;
@@ -219,3 +229,12 @@ def test_fine_tuning_on_the_mock_arm_with_the_person_intervening(tmp_path):
     assert summary["offline_buffer"] > 6  # the demos' 6 frames plus the person's interventions
     assert [e["env_step"] for e in run.logs["evals"]] == [0, 30, 60]
     assert len(run.logs["updates"]) == 8 and all(np.isfinite(u["loss_critic"]) for u in run.logs["updates"])
+
+
+
+def test_classifier_frames_on_the_real_arm_are_not_built_yet(tmp_path):
+    from hilstudy.reward import record_frames
+
+    params = load(overrides={"env.kind": "real", "real.robot": "hilstudy_mock_so101"})
+    with pytest.raises(NotImplementedError, match="not built yet"):
+        record_frames(params, tmp_path / "frames")
