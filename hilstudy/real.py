@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -44,12 +45,28 @@ def _events_false() -> dict:
     return {e: False for e in TeleopEvents}
 
 
+def _register_lerobot_devices() -> None:
+    """Fill lerobot's config registries: its robot and teleoperator configs register when their packages are
+    imported (lerobot's own scripts import them at the top). A package whose optional dependency is missing is
+    skipped; choosing it then fails with the known types listed."""
+    import importlib
+
+    import hilstudy.mock  # noqa: F401  (hilstudy_mock_so101, hilstudy_scripted_teleop)
+
+    for name in ("lerobot.robots.so_follower", "lerobot.robots.koch_follower", "lerobot.teleoperators.gamepad",
+                 "lerobot.teleoperators.keyboard", "lerobot.teleoperators.so_leader"):
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001  (e.g. no display for pynput)
+            continue
+
+
 def robot_config(real: RealParams):
     """The lerobot `RobotConfig` for `real.robot`: an SO follower gets its port, id, OpenCV cameras and joint cap;
     any other registered type (e.g. hilstudy_mock_so101) gets `robot_options` as its fields."""
-    import hilstudy.mock  # noqa: F401  (registers hilstudy_mock_so101)
     from lerobot.robots import RobotConfig
 
+    _register_lerobot_devices()
     try:
         cls = RobotConfig.get_choice_class(real.robot)
     except Exception as exc:  # noqa: BLE001  (draccus raises a bare KeyError/ValueError)
@@ -59,7 +76,8 @@ def robot_config(real: RealParams):
     if real.robot in ("so101_follower", "so100_follower"):
         from lerobot.cameras.opencv import OpenCVCameraConfig
 
-        cams = {name: OpenCVCameraConfig(index_or_path=src, width=real.camera_width, height=real.camera_height,
+        cams = {name: OpenCVCameraConfig(index_or_path=src if isinstance(src, int) else Path(src),  # lerobot: int | Path
+                                         width=real.camera_width, height=real.camera_height,
                                          fps=real.camera_fps) for name, src in real.cameras.items()}
         opts = {"port": real.port, "cameras": cams, "max_relative_target": joint_caps(real),
                 "use_degrees": True, **opts}
@@ -78,9 +96,9 @@ def joint_caps(real: RealParams) -> dict[str, float]:
 
 def teleop_config(real: RealParams):
     """The lerobot `TeleoperatorConfig` for `real.teleop`, with `teleop_options` as its fields."""
-    import hilstudy.mock  # noqa: F401  (registers hilstudy_scripted_teleop)
     from lerobot.teleoperators import TeleoperatorConfig
 
+    _register_lerobot_devices()
     try:
         cls = TeleoperatorConfig.get_choice_class(real.teleop)
     except Exception as exc:  # noqa: BLE001
@@ -94,8 +112,6 @@ def teleop_config(real: RealParams):
 
 def _paths(opts: dict[str, Any]) -> dict[str, Any]:
     """lerobot's device configs type `calibration_dir` as a Path; params give a string."""
-    from pathlib import Path
-
     return {**opts, "calibration_dir": Path(opts["calibration_dir"])} if opts.get("calibration_dir") else opts
 
 
@@ -126,6 +142,9 @@ class RealArmEnv:
 
         from hilstudy.mock import MOCK_URDF
 
+        if not real.urdf_path and real.robot != "hilstudy_mock_so101":
+            raise ValueError(f"real.urdf_path: robot '{real.robot}' needs its URDF for the end-effector control "
+                             "(SO-101: so101_new_calib.urdf from the SO-ARM100 repository)")
         self.cfg, self.real = cfg, real
         self.pixels = cfg.obs == "pixels"
         self.robot = robot if robot is not None else make_robot_from_config(robot_config(real))

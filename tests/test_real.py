@@ -238,3 +238,14 @@ def test_classifier_frames_on_the_real_arm_are_not_built_yet(tmp_path):
     params = load(overrides={"env.kind": "real", "real.robot": "hilstudy_mock_so101"})
     with pytest.raises(NotImplementedError, match="not built yet"):
         record_frames(params, tmp_path / "frames")
+
+
+def test_the_hardware_configs_are_lerobots_own():
+    """The default robot and teleoperators resolve through lerobot's registries with the params' values."""
+    so101 = robot_config(RealParams(cameras={"front": 0, "wrist": "/dev/video2"}, max_joint_step=7.5))
+    # lerobot registers one config class under both names; `.type` reads back the first, so100_follower
+    assert type(so101).__name__ == "SOFollowerRobotConfig" and so101.port == "/dev/ttyACM0" and so101.use_degrees
+    assert so101.max_relative_target["elbow_flex"] == 7.5 and so101.max_relative_target["gripper"] == 100.0
+    assert {n: c.index_or_path for n, c in so101.cameras.items()} == {"front": 0, "wrist": Path("/dev/video2")}
+    assert teleop_config(RealParams()).type == "gamepad" and teleop_config(RealParams()).use_gripper
+    assert teleop_config(RealParams(teleop="keyboard_ee")).type == "keyboard_ee"

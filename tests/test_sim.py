@@ -202,8 +202,13 @@ def test_decimated_meshes_look_the_same_and_keep_the_physics():
 def test_real_is_not_the_sim():
     with pytest.raises(ValueError, match="simulator"):
         PickCubeEnv(EnvParams(kind="real"))
-    with pytest.raises(NotImplementedError, match="issue 10"):
+    with pytest.raises(ValueError, match="needs its URDF"):
         make_env(EnvParams(kind="real"))
+    from hilstudy.mock import MOCK_URDF
+    from hilstudy.params import RealParams
+
+    with pytest.raises(ConnectionError, match="/dev/ttyACM0"):  # an SO-101 follower, and no arm on this machine
+        make_env(EnvParams(kind="real"), RealParams(urdf_path=str(MOCK_URDF)))
 
 
 @pytest.mark.parametrize("close", [True, False])
