@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from hilstudy.io import replace_dir
+from hilstudy.io import canonical_stats, replace_dir
 from hilstudy.params import StudyParams
 from hilstudy.rollout import Transition, episode_metrics, rollout
 from hilstudy.seeding import seed_everything
@@ -181,6 +181,7 @@ def _commit_episode(partial: Path, repo_id: str, features: dict, frames: list[di
         ds.add_frame(frame)
     ds.save_episode()
     ds.finalize()
+    canonical_stats(nxt)
     _write_state(nxt / RECORDING_STATE, state)
     if partial.exists():
         os.replace(partial, old)

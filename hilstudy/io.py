@@ -66,3 +66,17 @@ def dir_digest(path: str | Path) -> str:
         h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
         h.update(f.read_bytes())
     return h.hexdigest()
+
+
+def canonical_stats(dataset_root: str | Path) -> None:
+    """Rewrite a LeRobotDataset's `meta/stats.json` with sorted keys, atomically. lerobot aggregates the stats over
+    a *set* of feature names, so its key order (and the file's bytes) follows the process's string-hash seed: two
+    recordings of the same frames in two processes differ there and nowhere else, and so would their DVC hashes."""
+    path = Path(dataset_root) / "meta" / "stats.json"
+    if not path.exists():
+        return
+    data = json.loads(path.read_text())
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=4, ensure_ascii=False, sort_keys=True)
+    os.replace(tmp, path)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from hilstudy.faults import check_finite
-from hilstudy.io import partial_dir, replace_dir
+from hilstudy.io import canonical_stats, partial_dir, replace_dir
 from hilstudy.operator import SUCCESS_LIFT
 from hilstudy.params import ClassifierParams, StudyParams
 from hilstudy.rollout import Transition, rollout
@@ -155,6 +155,7 @@ def record_frames(params: StudyParams, root: str | Path) -> list[dict]:
             records.append({"seed": seed, "drop": bool(drops[i]), "frames": len(labels),
                             "positives": int(sum(labels)), "success": bool(any(labels))})
         ds.finalize()
+        canonical_stats(partial)
     replace_dir(partial, root)
     return records
 

@@ -174,3 +174,16 @@ def test_sigkill_during_recording_keeps_every_completed_episode_and_resumes_to_t
     rec = D.record_demos(small(demos={"num_episodes": n}), root, progress=False)
     assert data_digests(root) == ref_files
     assert len(rec.episodes) == n and not partial.exists()
+
+
+def test_recordings_in_processes_with_other_hash_seeds_are_byte_identical(tmp_path):
+    """lerobot orders meta/stats.json by a set of names, i.e. by the process's string-hash seed; hilstudy sorts it,
+    so a recording's bytes (and its DVC hash) do not depend on the process that made it."""
+    import os
+
+    digests = []
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        subprocess.run([sys.executable, "-c", KILLABLE, str(tmp_path / hash_seed), "2"], env=env, check=True)
+        digests.append(data_digests(tmp_path / hash_seed))
+    assert digests[0] == digests[1]
