@@ -15,12 +15,13 @@ from lerobot.robots.robot import Robot
 from lerobot.robots.utils import ensure_safe_goal_position
 
 from hilstudy.mock.configs import SO101_MOTORS, MockSO101Config
+from hilstudy.mock.device import NoHardware
 
 WORKSPACE_XY = (0.0, 0.45, -0.25, 0.25)  # x0, x1, y0, y1 (m) that the front image spans
 LIMITS_DEG = {"shoulder_pan": 110.0, "shoulder_lift": 100.0, "elbow_flex": 97.0, "wrist_flex": 100.0, "wrist_roll": 160.0}
 
 
-class MockSO101(Robot):
+class MockSO101(NoHardware, Robot):
     config_class = MockSO101Config
     name = "hilstudy_mock_so101"
 
@@ -30,7 +31,6 @@ class MockSO101(Robot):
         if len(config.start_joints) != len(SO101_MOTORS):
             raise ValueError(f"start_joints needs {len(SO101_MOTORS)} values ({', '.join(SO101_MOTORS)})")
         self._q = np.asarray(config.start_joints, dtype=np.float64).copy()
-        self._connected = False
         self._kin = None
         self.sent: list[dict[str, float]] = []  # every goal it was sent, after the safety cap
 
@@ -47,29 +47,11 @@ class MockSO101(Robot):
     def action_features(self) -> dict[str, type]:
         return self._motors_ft
 
-    @property
-    def is_connected(self) -> bool:
-        return self._connected
-
     def connect(self, calibrate: bool = True) -> None:
         from lerobot.model import RobotKinematics
 
         self._kin = RobotKinematics(self.config.urdf_path, self.config.target_frame, list(SO101_MOTORS))
-        self._connected = True
-
-    @property
-    def is_calibrated(self) -> bool:
-        return True
-
-    def calibrate(self) -> None:
-        pass
-
-    def configure(self) -> None:
-        pass
-
-    def _check(self) -> None:
-        if not self._connected:
-            raise ConnectionError(f"{self} is not connected")
+        super().connect(calibrate)
 
     @property
     def joints(self) -> np.ndarray:
@@ -108,9 +90,6 @@ class MockSO101(Robot):
         sent = {f"{m}.pos": v for m, v in goal.items()}
         self.sent.append(sent)
         return sent
-
-    def disconnect(self) -> None:
-        self._connected = False
 
     # ------------------------------------------------------------------------------ synthetic images
     def _image(self, cam: str) -> np.ndarray:

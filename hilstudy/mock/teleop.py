@@ -12,12 +12,13 @@ from lerobot.teleoperators.teleoperator import Teleoperator
 from lerobot.teleoperators.utils import TeleopEvents
 
 from hilstudy.mock.configs import ScriptedTeleopConfig
+from hilstudy.mock.device import NoHardware
 
 GRIPPER_CODES = {"close": 0.0, "stay": 1.0, "open": 2.0}  # lerobot's GamepadTeleop GripperAction values
 _KEYS = {"delta", "gripper", "intervene", "success", "rerecord", "stop"}
 
 
-class ScriptedTeleop(Teleoperator):
+class ScriptedTeleop(NoHardware, Teleoperator):
     config_class = ScriptedTeleopConfig
     name = "hilstudy_scripted_teleop"
 
@@ -30,7 +31,6 @@ class ScriptedTeleop(Teleoperator):
                 raise ValueError(f"script[{i}]: unknown keys {sorted(bad)} (known: {sorted(_KEYS)})")
             if entry.get("gripper", "stay") not in GRIPPER_CODES:
                 raise ValueError(f"script[{i}].gripper: {entry['gripper']!r} is not one of {sorted(GRIPPER_CODES)}")
-        self._connected = False
         self._t = -1  # index of the entry polled last
         self.feedback: list[dict[str, Any]] = []  # what the env sent back (e.g. where the gripper is)
 
@@ -43,30 +43,12 @@ class ScriptedTeleop(Teleoperator):
     def feedback_features(self) -> dict:
         return {}
 
-    @property
-    def is_connected(self) -> bool:
-        return self._connected
-
-    def connect(self, calibrate: bool = True) -> None:
-        self._connected = True
-
-    @property
-    def is_calibrated(self) -> bool:
-        return True
-
-    def calibrate(self) -> None:
-        pass
-
-    def configure(self) -> None:
-        pass
-
     def _entry(self) -> dict:
         return self.config.script[self._t] if 0 <= self._t < len(self.config.script) else {}
 
     def get_action(self) -> dict[str, float]:
         """The next step's command: a new script entry is read on every get_action call."""
-        if not self._connected:
-            raise ConnectionError(f"{self} is not connected")
+        self._check()
         self._t += 1
         e = self._entry()
         dx, dy, dz = (float(v) for v in e.get("delta", (0.0, 0.0, 0.0)))
@@ -88,6 +70,3 @@ class ScriptedTeleop(Teleoperator):
 
     def send_feedback(self, feedback: dict[str, Any]) -> None:
         self.feedback.append(dict(feedback))
-
-    def disconnect(self) -> None:
-        self._connected = False
