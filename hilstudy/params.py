@@ -78,6 +78,13 @@ class RealParams(Section):
     fps: int = Field(10, ge=1, le=100)  # control rate (steps per second); steps are paced to it
     realtime: bool = True  # pace steps and resets to fps; false: as fast as the robot answers (the mock, tests)
 
+    def urdf_problem(self) -> str | None:
+        """Why this robot cannot be driven with these params' URDF, or None (only the mock arm ships one)."""
+        if self.urdf_path or self.robot == "hilstudy_mock_so101":
+            return None
+        return (f"real.urdf_path: robot '{self.robot}' needs its URDF for the end-effector control (SO-101: "
+                "so101_new_calib.urdf from the SO-ARM100 repository); only hilstudy_mock_so101 ships one")
+
     @model_validator(mode="after")
     def _check(self) -> RealParams:
         if len(self.ee_min) != 3 or len(self.ee_max) != 3:
@@ -286,10 +293,9 @@ class StudyParams(Section):
 
     @model_validator(mode="after")
     def _check_real(self) -> StudyParams:
-        if self.env.kind == "real" and not self.real.urdf_path and self.real.robot != "hilstudy_mock_so101":
-            raise ValueError(f"real.urdf_path: robot '{self.real.robot}' needs its URDF for the end-effector control "
-                             f"(SO-101: so101_new_calib.urdf from the SO-ARM100 repository); only hilstudy_mock_so101 "
-                             f"ships one")
+        problem = self.real.urdf_problem()
+        if self.env.kind == "real" and problem:
+            raise ValueError(problem)
         return self
 
 

@@ -142,9 +142,8 @@ class RealArmEnv:
 
         from hilstudy.mock import MOCK_URDF
 
-        if not real.urdf_path and real.robot != "hilstudy_mock_so101":
-            raise ValueError(f"real.urdf_path: robot '{real.robot}' needs its URDF for the end-effector control "
-                             "(SO-101: so101_new_calib.urdf from the SO-ARM100 repository)")
+        if real.urdf_problem():
+            raise ValueError(real.urdf_problem())
         self.cfg, self.real = cfg, real
         self.pixels = cfg.obs == "pixels"
         self.robot = robot if robot is not None else make_robot_from_config(robot_config(real))
