@@ -88,3 +88,22 @@ def test_iqm_ci_reproducible_and_brackets_the_point():
     # IQM trims the best and the worst quarter: 0.6 and 1.0 of five do not count fully
     assert point == pytest.approx(np.mean(sorted(scores)[1:4]), abs=0.05)
     assert iqm_ci([1.0, 1.0, 1.0]) == (1.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 10])
+def test_iqm_ci_gives_rliables_numbers(n):
+    """The vectorized bootstrap is rliable's (stratified over seeds, percentile interval), bit for bit."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    scores = np.random.default_rng(n).integers(0, 11, size=n) / 10
+    for reps, size, seed in [(2000, 0.95, 0), (300, 0.9, 7)]:
+        state = np.random.get_state()
+        np.random.seed(seed)
+        point, ci = rly.get_interval_estimates({"v": scores.reshape(-1, 1)}, lambda s: np.array([metrics.aggregate_iqm(s)]),
+                                               reps=reps, confidence_interval_size=size)
+        np.random.set_state(state)
+        assert iqm_ci(scores, reps=reps, seed=seed, size=size) == (point["v"][0], ci["v"][0][0], ci["v"][1][0])
+    before = np.random.get_state()[1].copy()
+    iqm_ci(scores)
+    assert (np.random.get_state()[1] == before).all()  # the caller's global RNG is left alone
