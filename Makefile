@@ -7,13 +7,15 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 .PHONY: study test env lab bench clean-env
 
 JOBS ?= $(shell nproc)
+# test workers (pytest-xdist), one test file per worker at a time: module fixtures are built once
+TEST_JOBS ?= 2
 
 # dvc repro, with up to JOBS independent stages (the fine-tuning runs) at once; JOBS=1: plain dvc repro
 study: env
 	hilstudy repro -j $(JOBS)
 
 test: env
-	python -m pytest
+	python -m pytest -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder
 
 env:
 	@bash scripts/setup_env.sh

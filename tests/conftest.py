@@ -8,6 +8,13 @@ import pytest
 import hilstudy  # noqa: F401  (sets MUJOCO_GL before anything imports mujoco)
 
 ROOT = Path(__file__).resolve().parents[1]
+FIRST = "tests/test_pipeline.py"  # the longest file: `make test` (2 workers, a file each) starts it at once
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The end-to-end file first, then the others in their usual order, so that on two workers the other worker
+    works through the rest while it runs (xdist --dist loadfile --no-loadscope-reorder keeps this order)."""
+    items.sort(key=lambda item: not item.nodeid.startswith(FIRST))
 
 
 @pytest.fixture
