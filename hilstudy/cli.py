@@ -3,7 +3,7 @@
     hilstudy run notebooks/10_demos.py -o data/demos/notebook.ipynb -p demos.num_episodes 5
     hilstudy batch notebooks/30_finetune.py sets.yaml -o data/batch/ft   # one run per parameter set
     hilstudy repro -j 2                 # dvc repro, two independent stages at a time
-    hilstudy record                     # real arm: a person records the demos, then they are dvc-committed
+    hilstudy record [classifier]        # real arm: a person records the demos (or labels classifier frames), then dvc commit
     hilstudy check                      # validate params.yaml and exit
     hilstudy summary data/finetune/*    # key numbers of fine-tuning runs (success, interventions, time)
 """
@@ -43,27 +43,37 @@ def _repro(args: argparse.Namespace) -> int:
     return repro(P.project_root(), jobs=args.jobs, targets=args.targets)
 
 
+RECORDED_STAGES = {  # stage -> (notebook, out_dir, what the person does)
+    "demos": ("notebooks/10_demos.py", "data/demos", "the success key ends an episode as solved, the stop key ends it and "
+              "holds the arm, re-record drops it"),
+    "classifier": ("notebooks/15_classifier.py", "data/classifier", "press success once the cube is up and again "
+                   "when it is down (the frames between are the positives), stop ends the episode, re-record drops it; "
+                   "the classifier then trains on them"),
+}
+
+
 def _record(args: argparse.Namespace) -> int:
-    """The real arm's demos, recorded by a person: the demos stage's own command, run here with the person at the
-    arm, then `dvc commit` of that stage, so `dvc repro` finds it up to date and never waits for anyone."""
+    """A stage whose data a person records at the real arm (the demos, or the classifier's labelled frames): the
+    stage's own command, run here with the person at the arm, then `dvc commit` of that stage, so `dvc repro`
+    finds it up to date and never waits for anyone."""
     import os
     import subprocess
 
-    from hilstudy.demos import INTERACTIVE_ENV
     from hilstudy.runner import run_notebook
 
     study = P.load(args.params)
     if study.env.kind != "real":
-        raise P.ParamsError(f"{args.params}: env.kind is '{study.env.kind}': the sim's demos are recorded by "
-                            f"`dvc repro` (stage demos); `hilstudy record` is for env.kind: real")
+        raise P.ParamsError(f"{args.params}: env.kind is '{study.env.kind}': in the sim `dvc repro` records (stages "
+                            f"demos and classifier); `hilstudy record` is for env.kind: real")
+    notebook, out_dir, keys = RECORDED_STAGES[args.stage]
+    episodes = study.demos.num_episodes if args.stage == "demos" else study.classifier.episodes
     root = P.project_root()
-    os.environ[INTERACTIVE_ENV] = "1"  # the kernel inherits it
-    print(f"hilstudy record: {study.demos.num_episodes} episodes on {study.real.robot} with {study.real.teleop}; "
-          "the success key ends an episode as solved, the stop key ends it and holds the arm, re-record drops it")
-    run_notebook(root / "notebooks/10_demos.py", root / "data/demos/notebook.ipynb", {"out_dir": "data/demos"},
-                 params_file=args.params)
-    subprocess.run(["dvc", "commit", "--force", "demos"], cwd=root, check=True)
-    print("hilstudy record: demos committed to DVC (dvc.lock); `dvc repro` now continues from them")
+    os.environ[P.INTERACTIVE_ENV] = "1"  # the kernel inherits it
+    print(f"hilstudy record {args.stage}: {episodes} episodes on {study.real.robot} with {study.real.teleop}; {keys}",
+          flush=True)
+    run_notebook(root / notebook, root / out_dir / "notebook.ipynb", {"out_dir": out_dir}, params_file=args.params)
+    subprocess.run(["dvc", "commit", "--force", args.stage], cwd=root, check=True)
+    print(f"hilstudy record: {args.stage} committed to DVC (dvc.lock); `dvc repro` now continues from it")
     return 0
 
 
@@ -123,7 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--params", default=P.PARAMS_FILE, help="params file (default: params.yaml)")
     rep.set_defaults(func=_repro)
 
-    record = sub.add_parser("record", help="real arm: record the demos with a person at the teleoperator, then dvc commit")
+    record = sub.add_parser("record", help="real arm: record a stage's data with a person at the teleoperator "
+                            "(the demos, or the classifier's labelled frames), then dvc commit")
+    record.add_argument("stage", nargs="?", default="demos", choices=sorted(RECORDED_STAGES),
+                        help="the stage to record (default: demos)")
     record.add_argument("--params", default=P.PARAMS_FILE, help="params file (default: params.yaml)")
     record.set_defaults(func=_record)
 

@@ -32,12 +32,11 @@ from typing import Any
 import numpy as np
 
 from hilstudy.io import canonical_stats, replace_dir
-from hilstudy.params import StudyParams
+from hilstudy.params import INTERACTIVE_ENV, StudyParams
 from hilstudy.rollout import Transition, episode_metrics, rollout
 from hilstudy.seeding import seed_everything
 
 FPS = 10  # gym-hil pick-cube's control rate (control_dt = 0.1 s)
-INTERACTIVE_ENV = "HILSTUDY_INTERACTIVE"  # set by `hilstudy record`: a person is at the real arm
 ACTION_NAMES = ["delta_x", "delta_y", "delta_z", "gripper"]
 IMAGE_KEYS = ("observation.images.front", "observation.images.wrist")
 

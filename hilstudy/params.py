@@ -19,6 +19,7 @@ from ruamel.yaml import YAMLError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 PARAMS_FILE = "params.yaml"
+INTERACTIVE_ENV = "HILSTUDY_INTERACTIVE"  # set by `hilstudy record`: a person is at the real arm
 
 
 class ParamsError(ValueError):

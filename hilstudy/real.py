@@ -19,7 +19,8 @@ The person is the reward and the safety stop. Their teleoperator's events (lerob
 read once per step: the success key ends the episode as solved (reward 1, `terminated`); the stop key
 (lerobot's failure/quit key) ends it as failed (`terminated`, reward 0) and the arm holds where it is,
 without executing that step's action; the re-record key ends it with `info["rerecord"]` so recording
-discards it. The time limit truncates. `TeleopOperator` hands the wheel to the person while their
+discards it. The time limit truncates. While labelling classifier frames (`terminate_on_success=False`) the
+success key only marks frames (`hilstudy.reward`) and the stop key ends the episode. `TeleopOperator` hands the wheel to the person while their
 intervention button is held: the person's action always overrides the policy's.
 """
 
@@ -127,7 +128,8 @@ def teleop_to_action(teleop_action: dict[str, Any]) -> np.ndarray:
 class RealArmEnv:
     """A lerobot robot + teleoperator as the study's env (see the module docstring)."""
 
-    def __init__(self, cfg: EnvParams, real: RealParams, robot: Any = None, teleop: Any = None):
+    def __init__(self, cfg: EnvParams, real: RealParams, robot: Any = None, teleop: Any = None,
+                 terminate_on_success: bool = True):
         from lerobot.model import RobotKinematics
         from lerobot.processor import RobotProcessorPipeline
         from lerobot.processor.converters import robot_action_observation_to_transition, transition_to_robot_action
@@ -145,6 +147,9 @@ class RealArmEnv:
         if real.urdf_problem():
             raise ValueError(real.urdf_problem())
         self.cfg, self.real = cfg, real
+        # False while labelling classifier frames: the success key marks frames, the stop key ends the episode
+        # (lerobot's InterventionActionProcessorStep.terminate_on_success)
+        self.terminate_on_success = terminate_on_success
         self.pixels = cfg.obs == "pixels"
         self.robot = robot if robot is not None else make_robot_from_config(robot_config(real))
         self.teleop = teleop if teleop is not None else make_teleoperator_from_config(teleop_config(real))
@@ -239,7 +244,7 @@ class RealArmEnv:
         self._raw = self.robot.get_observation()
         self._steps += 1
         self._polled = None
-        terminated = success or stopped
+        terminated = (success and self.terminate_on_success) or stopped
         truncated = (rerecord or self._steps >= self.cfg.max_episode_steps) and not terminated
         info = self._info(success=success)
         info.update(stopped=stopped, rerecord=rerecord)

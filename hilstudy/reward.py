@@ -7,7 +7,14 @@ on success, not a signal that arrives only at the end of an episode (devlog 059,
 steps (positive frames); in a `drop_fraction` of the episodes it then opens the gripper and the cube
 falls (negative frames right next to positive ones). Frame t holds the observation *after* step t and its
 label: the sim's own success check at that moment (the cube 10 cm above its start), stored as `next.reward`
-(what lerobot's classifier trains on). On a real arm the label is the operator's success key (issue 10).
+(what lerobot's classifier trains on).
+
+**Labelled frames** (real arm, `env.kind: real`, recorded by a person with `hilstudy record classifier`): the
+person drives; a press of the success key starts the positive frames (the cube is up), the next press ends
+them (the cube is down again, e.g. dropped), and the stop key ends the episode; re-record discards it. A
+press is a rising edge of lerobot's success event, so keyboards and gamepads that report one step per press
+and gamepads that report every step the button is held label alike. The same seeded `drop_fraction` of the
+episodes asks the person to let the cube fall after holding it.
 
 **One input path for training and run time**: frames (lerobot's loader: images CHW float in [0, 1]) and env
 observations (`hilstudy.policy.to_policy_batch`, the same layout) both go through the classifier's *saved*
@@ -36,7 +43,7 @@ import torch
 from hilstudy.faults import check_finite
 from hilstudy.io import canonical_stats, partial_dir, replace_dir
 from hilstudy.operator import SUCCESS_LIFT
-from hilstudy.params import ClassifierParams, StudyParams
+from hilstudy.params import INTERACTIVE_ENV, ClassifierParams, StudyParams
 from hilstudy.rollout import Transition, rollout
 from hilstudy.seeding import seed_everything
 
@@ -127,14 +134,15 @@ def record_frames(params: StudyParams, root: str | Path) -> list[dict]:
     from hilstudy.sim import make_env
 
     cfg = params.classifier
-    if params.env.kind == "real":  # honest until built: the scripted labeller needs the sim's privileged state
-        raise NotImplementedError("classifier frames on the real arm (a person labelling success) are not built yet "
-                                  "(issue 10); use finetune.reward: terminal with env.kind real, the person's success key")
     root = Path(root)
     partial = partial_dir(root)
     seed_everything(cfg.seed)
     drops = np.zeros(cfg.episodes, dtype=bool)  # exactly round(drop_fraction * episodes) drop episodes, seeded picks
     drops[np.random.default_rng([cfg.seed, 0xD70]).permutation(cfg.episodes)[: round(cfg.drop_fraction * cfg.episodes)]] = True
+    if params.env.kind == "real":
+        records = _record_frames_by_a_person(params, partial, drops)
+        replace_dir(partial, root)
+        return records
     records = []
     with make_env(frame_env_params(params)) as base:
         env = _KeepGoing(base)
@@ -160,12 +168,73 @@ def record_frames(params: StudyParams, root: str | Path) -> list[dict]:
     return records
 
 
-def _frame(tr: Transition, task: str) -> dict:
+def _frame(tr: Transition, task: str, label: bool | None = None) -> dict:
     frame = {k: v for k, v in tr.next_obs.items() if k.startswith("observation.")}
     frame["action"] = tr.action.astype(np.float32)
-    frame[LABEL_KEY] = np.array([float(tr.success)], dtype=np.float32)  # the sim's success after this step
+    # the sim's success after this step, or the person's label (real arm)
+    frame[LABEL_KEY] = np.array([float(tr.success if label is None else label)], dtype=np.float32)
     frame["task"] = task
     return frame
+
+
+def person_labels(transitions: list[Transition]) -> list[bool]:
+    """Frame labels from the person's success key: each press (a rising edge of the event) toggles positive."""
+    labels, on, held = [], False, False
+    for tr in transitions:
+        pressed = bool(tr.info["success"])
+        if pressed and not held:
+            on = not on
+        held = pressed
+        labels.append(on)
+    return labels
+
+
+def _record_frames_by_a_person(params: StudyParams, partial: Path, drops: np.ndarray) -> list[dict]:
+    """The real arm's labelled frames (module docstring): `classifier.episodes` episodes kept, re-recorded ones
+    discarded (at most 3x as many attempts)."""
+    import os
+
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from hilstudy.real import make_operator
+    from hilstudy.sim import make_env
+
+    cfg = params.classifier
+    if params.real.robot != "hilstudy_mock_so101" and not os.environ.get(INTERACTIVE_ENV):
+        raise RuntimeError("env.kind is real: classifier frames are labelled by a person at the arm, not by "
+                           "`dvc repro`. Run `hilstudy record classifier` (it records, trains, then `dvc commit`s "
+                           "the classifier stage)")
+    records: list[dict] = []
+    with make_env(frame_env_params(params), params.real) as env:
+        env.terminate_on_success = False  # the success key marks frames; the stop key ends the episode
+        operator = make_operator(params, env)
+        ds = LeRobotDataset.create(
+            repo_id="hilstudy/classifier_frames", fps=params.real.fps, root=partial, features=frame_features(env),
+            use_videos=False, robot_type=params.real.robot,
+        )
+        attempt = 0
+        while len(records) < cfg.episodes:
+            if attempt >= 3 * cfg.episodes:
+                raise RuntimeError(f"only {len(records)} of {cfg.episodes} labelled episodes kept in {attempt} "
+                                   "attempts: every other one was re-recorded")
+            i, drop = len(records), bool(drops[len(records)])
+            print(f"classifier frames, episode {i + 1}/{cfg.episodes}: pick the cube up, press success once it is "
+                  f"up, {'then open the gripper, let it fall and press success again as it leaves the gripper, ' if drop else ''}"
+                  "then press stop", flush=True)
+            seed = FRAME_SEED_BASE + 1000 * cfg.seed + attempt
+            attempt += 1
+            transitions = list(rollout(env, policy=None, operator=operator, seed=seed))
+            if transitions[-1].info.get("rerecord", False):
+                continue
+            labels = person_labels(transitions)
+            for tr, label in zip(transitions, labels, strict=True):
+                ds.add_frame(_frame(tr, params.demos.task, label))
+            ds.save_episode()
+            records.append({"seed": seed, "drop": drop, "frames": len(labels), "positives": int(sum(labels)),
+                            "success": bool(any(labels))})
+        ds.finalize()
+        canonical_stats(partial)
+    return records
 
 
 @dataclass

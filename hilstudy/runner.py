@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,9 @@ def run_notebook(
                 cwd=str(project_root(params_file)),
                 progress_bar=False,
                 request_save_on_cell_execute=False,
+                # a person at the real arm (`hilstudy record`) reads the notebook's prompts as they come
+                stdout_file=sys.stdout if os.environ.get(P.INTERACTIVE_ENV) else None,
+                stderr_file=sys.stderr if os.environ.get(P.INTERACTIVE_ENV) else None,
             )
         except pm.PapermillExecutionError as exc:
             error = exc

@@ -19,8 +19,9 @@
 #
 # Frames: the scripted operator picks the cube, keeps it up for `hold_steps` steps (positives), and in a
 # `drop_fraction` of the episodes then lets it fall (negatives right after positives). The label is the
-# sim's own success check after each step (the cube 10 cm above its start). On the real arm the label would
-# be the operator's success key.
+# sim's own success check after each step (the cube 10 cm above its start). On the real arm (`env.kind: real`,
+# run by `hilstudy record classifier`) a person labels: a press of the success key starts the positive frames,
+# the next press ends them, the stop key ends the episode.
 #
 # Model (`classifier.input`): `state` — an MLP on `observation.state`, registered in lerobot's reward-model
 # registry as `hilstudy_state_classifier`; the default, because the default study observes state and
@@ -29,7 +30,7 @@
 # Either way the input normalization is part of the saved classifier and the same code path serves training
 # and fine-tuning.
 #
-# Inputs: params sections `env`, `operator`, `demos` (task string), `classifier`.
+# Inputs: params sections `env`, `operator`, `demos` (task string), `classifier` (and, for the real arm, `real`).
 # Outputs: `data/classifier/frames/` (LeRobotDataset), `model/` (lerobot format + `classifier.json` with the
 # threshold), `live/` (loss curve), `metrics.json`, `predictions.json` (held-out confusion matrix for
 # `dvc plots`), `timing.json`.
@@ -39,6 +40,7 @@ env = None  # params.yaml section `env`
 operator = None  # params.yaml section `operator` (the expert that records the frames)
 demos = None  # params.yaml section `demos` (task string)
 classifier = None  # params.yaml section `classifier`
+real = None  # params.yaml section `real` (the arm, when env.kind is real)
 out_dir = "data/classifier"  # where frames, model and metrics go
 
 # %%
@@ -52,7 +54,7 @@ from hilstudy import params as P
 from hilstudy.reward import run_classifier
 
 os.chdir(P.project_root())
-cfg = P.resolve(env=env, operator=operator, demos=demos, classifier=classifier)
+cfg = P.resolve(env=env, operator=operator, demos=demos, classifier=classifier, real=real)
 print(cfg.classifier)
 
 # %% [markdown]

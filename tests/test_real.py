@@ -174,8 +174,9 @@ def test_dvc_repro_never_waits_for_a_person(monkeypatch):
 @pytest.mark.slow
 def test_hilstudy_record_then_dvc_repro_fine_tunes_on_the_mock_arm(project_copy, tmp_path):
     """The real-arm workflow on the mock arm, in a copy of the project: `hilstudy record` runs the demos stage's
-    notebook and dvc-commits it (so `dvc status` finds it up to date and `dvc repro` never records by itself), then
-    `dvc repro` of one fine-tuning run trains on the arm with the person's takeovers and success keys."""
+    notebook and dvc-commits it (so `dvc status` finds it up to date and `dvc repro` never records by itself),
+    `hilstudy record classifier` likewise for the person's labelled frames, then `dvc repro` of one
+    classifier-rewarded fine-tuning run trains on the arm with the person's takeovers and success keys."""
     import os
     import subprocess
     import sys
@@ -187,7 +188,8 @@ def test_hilstudy_record_then_dvc_repro_fine_tunes_on_the_mock_arm(project_copy,
     rescue = [{}] * 3 + [{"intervene": True, "delta": (0.0, 0.0, -1.0), "gripper": "close"}] * 3 + [{"success": True}]
     smoke = flatten(yaml.safe_load((Path(__file__).parent / "smoke_params.yaml").read_text()))
     common = {**smoke, "env.kind": "real", "env.max_episode_steps": 10, "demos.num_episodes": 2}
-    # one script for both (each process's teleoperator starts it over): recording uses its first two episodes
+    # one script for all (each process's teleoperator starts it over): the demos use its first two episodes; the
+    # classifier's three 10-step episodes see success presses that start and end positives
     real = real_params(tmp_path, demo * 2 + rescue * 30).model_dump(mode="json")
     set_params(project_copy, {**common, **{f"real.{k}": v for k, v in real.items()}})
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
@@ -199,11 +201,21 @@ def test_hilstudy_record_then_dvc_repro_fine_tunes_on_the_mock_arm(project_copy,
     ds = json.loads((project_copy / "data/demos/dataset/meta/info.json").read_text())
     assert ds["total_episodes"] == 2 and ds["robot_type"] == "hilstudy_mock_so101"
 
-    res = hilstudy_repro(project_copy, "ft-scratch@scratch-0")
+    # the classifier's frames, labelled by the person's success key (a press starts positives, the next ends them)
+    res = subprocess.run(["hilstudy", "record", "classifier"], cwd=project_copy, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "stage 'demos'" not in res.stdout  # the person's demos are kept, not re-recorded
-    summary = json.loads((project_copy / "data/finetune/scratch-s0/metrics.json").read_text())
-    assert summary["env_steps"] == 100 and summary["intervention_rate_mean"] > 0
+    assert "classifier committed to DVC" in res.stdout and "press success once it is up" in res.stdout  # the prompts
+    status = dvc(project_copy, "status", "demos", "classifier", "--json")
+    assert status.returncode == 0 and json.loads(status.stdout) == {}, status.stdout + status.stderr
+    clf = json.loads((project_copy / "data/classifier/metrics.json").read_text())
+    assert clf["recorded_episodes"] == 3 and 0 < clf["train_positives"] < clf["train_frames"]
+
+    # a classifier-rewarded fine-tuning run: the person's demos and labels are kept, not recorded again
+    res = hilstudy_repro(project_copy, "ft-scratch-clf@scratch-clf-0")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "stage 'demos'" not in res.stdout and "stage 'classifier'" not in res.stdout
+    summary = json.loads((project_copy / "data/finetune/scratch-clf-s0/metrics.json").read_text())
+    assert summary["env_steps"] == 100 and summary["intervention_rate_mean"] > 0 and "reward_disagreement_rate" in summary
 
 def test_fine_tuning_on_the_mock_arm_with_the_person_intervening(tmp_path):
     """Record demos, then fine-tune with env.kind real: the person takes over on schedule and presses success;
@@ -232,11 +244,39 @@ def test_fine_tuning_on_the_mock_arm_with_the_person_intervening(tmp_path):
 
 
 
-def test_classifier_frames_on_the_real_arm_are_not_built_yet(tmp_path):
+def test_classifier_frames_labelled_by_the_person_train_the_classifier(tmp_path):
+    """The person labels frames with the success key: a press starts the positives, the next ends them (a keyboard
+    reports one step per press, a gamepad every step the button is held: both label alike); stop ends the episode
+    without ending it at the first success; a re-recorded episode is dropped. The classifier trains on them."""
+    from hilstudy.reward import load_frames, run_classifier
+
+    pressed_twice = [{}, {}, {"success": True}, {}, {}, {"success": True}, {}, {"stop": True}]
+    held = [{}, {"success": True}, {"success": True}, {"success": True}, {}, {"stop": True}]
+    script = pressed_twice + [{}, {"rerecord": True}] + held
+    params = load(overrides={
+        "env.kind": "real", "env.max_episode_steps": 20,
+        "real": real_params(tmp_path, script).model_dump(mode="json"),
+        "classifier.episodes": 2, "classifier.val_episodes": 1, "classifier.steps": 20, "classifier.batch_size": 8,
+        "classifier.hidden_dims": [16],
+    })
+    metrics = run_classifier(params, tmp_path / "clf")
+    assert [(e["frames"], e["positives"]) for e in metrics["episodes"]] == [(8, 3), (6, 5)]
+    frames = load_frames(tmp_path / "clf" / "frames", params.classifier)
+    assert frames.label.tolist() == [0, 0, 1, 1, 1, 0, 0, 0] + [0, 1, 1, 1, 1, 1]
+    assert frames.obs["observation.state"].shape == (14, 9)
+    info = json.loads((tmp_path / "clf" / "frames" / "meta" / "info.json").read_text())
+    assert info["robot_type"] == "hilstudy_mock_so101" and info["fps"] == params.real.fps
+    assert {metrics["train_frames"], metrics["val_frames"]} == {8, 6} and 0.0 <= metrics["val_accuracy"] <= 1.0
+    assert (tmp_path / "clf" / "model" / "model.safetensors").exists()
+
+
+def test_dvc_repro_never_labels_frames_for_a_person(monkeypatch, tmp_path):
+    from hilstudy.params import INTERACTIVE_ENV
     from hilstudy.reward import record_frames
 
-    params = load(overrides={"env.kind": "real", "real.robot": "hilstudy_mock_so101"})
-    with pytest.raises(NotImplementedError, match="not built yet"):
+    monkeypatch.delenv(INTERACTIVE_ENV, raising=False)
+    params = load(overrides={"env.kind": "real", "real.urdf_path": "arm.urdf"})
+    with pytest.raises(RuntimeError, match="Run `hilstudy record classifier`"):
         record_frames(params, tmp_path / "frames")
 
 
