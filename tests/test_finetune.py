@@ -343,7 +343,7 @@ def test_drqv2_short_learning_run_improves_over_its_start(tmp_path):
 def test_drqv2_runs_on_pixel_observations(tmp_path):
     """Camera images (front + wrist, 48x48 here) through the same loop: lerobot's image encoder, the random-shift
     augmentation of the replay buffer, the n-step transitions holding images. (SAC goes through the same
-    buffers and encoder; one pixel run keeps the suite short: lerobot compiles its augmentation per process.)"""
+    buffers and encoder; one pixel run keeps the suite short.)"""
     algorithm = "drqv2"
     raw = {
         "env": {"obs": "pixels", "image_size": 48, "max_episode_steps": 30},
@@ -361,3 +361,24 @@ def test_drqv2_runs_on_pixel_observations(tmp_path):
     row = run.logs["updates"][-1]
     assert np.isfinite(row["loss_critic"]) and np.isfinite(row["loss_actor"])
     assert ("stddev" in row) == (algorithm == "drqv2")
+
+
+def test_image_buffers_shift_images_with_lerobots_random_shift_uncompiled():
+    """lerobot's buffer would torch.compile its augmentation (49 s on the first call here): hilstudy hands it
+    lerobot's own random_shift, eager; images move by at most the pad (4 px) and keep their shape."""
+    import functools
+
+    from lerobot.rl.buffer import random_shift
+
+    from hilstudy.finetune import make_buffer
+
+    buf = make_buffer(4, ["observation.images.front"], pixels=True)
+    aug = buf.image_augmentation_function
+    assert isinstance(aug, functools.partial) and aug.func is random_shift and aug.keywords == {"pad": 4}
+    torch.manual_seed(0)
+    img = torch.zeros(16, 3, 32, 32)
+    img[:, :, 14:18, 14:18] = 1.0  # a 4x4 square in the middle
+    out = aug(img)
+    assert out.shape == img.shape
+    ys, xs = zip(*[(int(o[0].nonzero()[:, 0].float().mean().round()), int(o[0].nonzero()[:, 1].float().mean().round())) for o in out])
+    assert max(abs(y - 16) for y in ys) <= 4 and max(abs(x - 16) for x in xs) <= 4 and len(set(zip(ys, xs))) > 1

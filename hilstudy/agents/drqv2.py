@@ -10,7 +10,7 @@ Registered with `RLAlgorithmConfig.register_subclass("drqv2")`, built on lerobot
   (`hilstudy.agents.nstep`), each with its own discount gamma^m in `complementary_info["discount"]`
   (m < n where the episode ends inside the window);
 - **random-shift augmentation** of camera images: lerobot's replay buffer (`use_drq`, pad 4 and crop,
-  DrQ's) does it when sampling, as for SAC;
+  DrQ's) does it when sampling, as for SAC (lerobot's `random_shift`, eager: `hilstudy.finetune.make_buffer`);
 - **scheduled exploration noise with clipping**: std falls linearly from `std_init` to `std_final` over
   `std_steps` env steps; acting adds N(0, std) to tanh(mean) (`NoisyActor`), and the critic target and the
   actor loss add noise clipped to +-`std_clip`; actions are clamped to [-1, 1] with a straight-through
