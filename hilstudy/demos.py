@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from hilstudy.io import canonical_stats, replace_dir
-from hilstudy.params import INTERACTIVE_ENV, StudyParams
+from hilstudy.params import StudyParams
 from hilstudy.rollout import Transition, episode_metrics, rollout
 from hilstudy.seeding import seed_everything
 
@@ -198,13 +198,11 @@ def record_demos(params: StudyParams, root: str | Path, progress: bool = True) -
     """
     from tqdm import tqdm
 
-    from hilstudy.real import make_operator
+    from hilstudy.real import make_operator, require_a_person
     from hilstudy.sim import make_env
 
     cfg = params.demos
-    if params.env.kind == "real" and params.real.robot != "hilstudy_mock_so101" and not os.environ.get(INTERACTIVE_ENV):
-        raise RuntimeError("env.kind is real: demos are recorded by a person at the arm, not by `dvc repro`. "
-                           "Run `hilstudy record` (it records, then `dvc commit`s the demos stage)")
+    require_a_person(params, "demos are recorded", "`hilstudy record` (it records, then `dvc commit`s the demos stage)")
     root = Path(root)
     partial = root.with_name(root.name + ".partial")
     partial.parent.mkdir(parents=True, exist_ok=True)

@@ -19,9 +19,10 @@ The person is the reward and the safety stop. Their teleoperator's events (lerob
 read once per step: the success key ends the episode as solved (reward 1, `terminated`); the stop key
 (lerobot's failure/quit key) ends it as failed (`terminated`, reward 0) and the arm holds where it is,
 without executing that step's action; the re-record key ends it with `info["rerecord"]` so recording
-discards it. The time limit truncates. While labelling classifier frames (`terminate_on_success=False`) the
-success key only marks frames (`hilstudy.reward`) and the stop key ends the episode. `TeleopOperator` hands the wheel to the person while their
-intervention button is held: the person's action always overrides the policy's.
+discards it. The time limit truncates. While labelling classifier frames (`terminate_on_success = False`)
+the success key only marks frames (`hilstudy.reward`) and the stop key ends the episode. `TeleopOperator`
+hands the wheel to the person while their intervention button is held: the person's action always overrides
+the policy's.
 """
 
 from __future__ import annotations
@@ -128,8 +129,7 @@ def teleop_to_action(teleop_action: dict[str, Any]) -> np.ndarray:
 class RealArmEnv:
     """A lerobot robot + teleoperator as the study's env (see the module docstring)."""
 
-    def __init__(self, cfg: EnvParams, real: RealParams, robot: Any = None, teleop: Any = None,
-                 terminate_on_success: bool = True):
+    def __init__(self, cfg: EnvParams, real: RealParams, robot: Any = None, teleop: Any = None):
         from lerobot.model import RobotKinematics
         from lerobot.processor import RobotProcessorPipeline
         from lerobot.processor.converters import robot_action_observation_to_transition, transition_to_robot_action
@@ -149,7 +149,7 @@ class RealArmEnv:
         self.cfg, self.real = cfg, real
         # False while labelling classifier frames: the success key marks frames, the stop key ends the episode
         # (lerobot's InterventionActionProcessorStep.terminate_on_success)
-        self.terminate_on_success = terminate_on_success
+        self.terminate_on_success = True
         self.pixels = cfg.obs == "pixels"
         self.robot = robot if robot is not None else make_robot_from_config(robot_config(real))
         self.teleop = teleop if teleop is not None else make_teleoperator_from_config(teleop_config(real))
@@ -355,6 +355,17 @@ class TeleopOperator:
     def _was_and_set(self, now: bool) -> bool:
         was, self._was = self._was, now
         return was
+
+
+def require_a_person(params: StudyParams, what: str, command: str) -> None:
+    """Refuse to record `what` on a real (not mock) arm unless `hilstudy record` runs it with a person there, so
+    `dvc repro` never waits for anyone."""
+    import os
+
+    from hilstudy.params import INTERACTIVE_ENV
+
+    if params.env.kind == "real" and params.real.robot != "hilstudy_mock_so101" and not os.environ.get(INTERACTIVE_ENV):
+        raise RuntimeError(f"env.kind is real: {what} by a person at the arm, not by `dvc repro`. Run {command}")
 
 
 def make_operator(params: StudyParams, env: Any):

@@ -43,7 +43,7 @@ import torch
 from hilstudy.faults import check_finite
 from hilstudy.io import canonical_stats, partial_dir, replace_dir
 from hilstudy.operator import SUCCESS_LIFT
-from hilstudy.params import INTERACTIVE_ENV, ClassifierParams, StudyParams
+from hilstudy.params import ClassifierParams, StudyParams
 from hilstudy.rollout import Transition, rollout
 from hilstudy.seeding import seed_everything
 
@@ -192,18 +192,14 @@ def person_labels(transitions: list[Transition]) -> list[bool]:
 def _record_frames_by_a_person(params: StudyParams, partial: Path, drops: np.ndarray) -> list[dict]:
     """The real arm's labelled frames (module docstring): `classifier.episodes` episodes kept, re-recorded ones
     discarded (at most 3x as many attempts)."""
-    import os
-
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    from hilstudy.real import make_operator
+    from hilstudy.real import make_operator, require_a_person
     from hilstudy.sim import make_env
 
     cfg = params.classifier
-    if params.real.robot != "hilstudy_mock_so101" and not os.environ.get(INTERACTIVE_ENV):
-        raise RuntimeError("env.kind is real: classifier frames are labelled by a person at the arm, not by "
-                           "`dvc repro`. Run `hilstudy record classifier` (it records, trains, then `dvc commit`s "
-                           "the classifier stage)")
+    require_a_person(params, "classifier frames are labelled", "`hilstudy record classifier` (it records, trains, "
+                     "then `dvc commit`s the classifier stage)")
     records: list[dict] = []
     with make_env(frame_env_params(params), params.real) as env:
         env.terminate_on_success = False  # the success key marks frames; the stop key ends the episode

@@ -162,8 +162,7 @@ def run_notebook(
                 progress_bar=False,
                 request_save_on_cell_execute=False,
                 # a person at the real arm (`hilstudy record`) reads the notebook's prompts as they come
-                stdout_file=sys.stdout if os.environ.get(P.INTERACTIVE_ENV) else None,
-                stderr_file=sys.stderr if os.environ.get(P.INTERACTIVE_ENV) else None,
+                **({"stdout_file": sys.stdout, "stderr_file": sys.stderr} if os.environ.get(P.INTERACTIVE_ENV) else {}),
             )
         except pm.PapermillExecutionError as exc:
             error = exc

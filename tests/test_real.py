@@ -164,8 +164,9 @@ def test_recording_demos_from_the_person_into_a_lerobot_dataset(tmp_path):
 
 def test_dvc_repro_never_waits_for_a_person(monkeypatch):
     from hilstudy import demos as D
+    from hilstudy.params import INTERACTIVE_ENV
 
-    monkeypatch.delenv(D.INTERACTIVE_ENV, raising=False)
+    monkeypatch.delenv(INTERACTIVE_ENV, raising=False)
     params = load(overrides={"env.kind": "real", "real.urdf_path": "arm.urdf"})
     with pytest.raises(RuntimeError, match="Run `hilstudy record`"):
         D.record_demos(params, "unused", progress=False)
