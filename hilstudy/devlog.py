@@ -1,20 +1,24 @@
 """Devlog experiments as evidence: each entry of params.yaml `devlogs` names the runs it compares and
 the hypotheses it registered before running; this module gathers the runs' files and decides.
 
-A hypothesis pairs treatment runs with control runs (in order) and compares them seed by seed, so each
-(pair, seed) gives one difference per metric, signed so that positive means "as claimed" (a `lower`
-metric is negated). Over those differences: the interquartile mean and a bootstrap confidence interval
-(rliable's stratified bootstrap). Per metric the verdict is
-- **supported**: the whole interval is above 0 (the effect is there, in the claimed direction);
-- **not supported**: the whole interval is below the hypothesis' `margin` (no effect that matters, or
-  the opposite one), and it is not supported by the first rule;
-- **inconclusive**: otherwise (the interval is too wide at this number of seeds), and always with fewer
-  than `MIN_PAIRS` differences.
-A hypothesis may also claim to matter more than others (`stronger_than`): per seed, its effect (the mean
-of its paired differences) minus the other's effect on the same metric, each signed by its own claim; the
-same rule decides that contrast. A hypothesis is supported when all its metrics and contrasts are, not
-supported when any is, inconclusive otherwise; `pending` hypotheses (waiting for a stage that does not exist
-yet) are reported as such.
+The verdict rule (the statistics are `hilstudy.stats`'s, whose error rates `tests/test_stats.py` measures):
+- **The seed is the unit of replication.** A hypothesis pairs treatment runs with control runs (in order);
+  per seed, its effect on a metric is the mean over its pairs of treatment minus control, signed so that
+  positive means "as claimed" (a `lower` metric is negated). Pairs within a seed share its demos, BC actor
+  and evaluation episodes, so they are averaged, never counted as more samples.
+- **One-sided, exact**: the paired sign-flip (randomization) test of the mean per-seed effect at
+  alpha = 1 - confidence, and the inverted test's 1 - alpha lower and upper bounds (a 1 - 2 alpha interval).
+  Per metric the verdict is **supported** when p <= alpha (the lower bound is above 0); **not supported**
+  when the effect is shown to be below the hypothesis' `margin` (the upper bound is below it: no effect that
+  matters, or the opposite one); **inconclusive** otherwise. With fewer than `min_seeds_to_decide(alpha)`
+  seeds (5 at 95%) no p-value can reach alpha, so every verdict is inconclusive, and the report says how
+  many seeds would detect the margin at the observed seed-to-seed spread.
+- A hypothesis claims all its metrics: it is supported when every metric (and every `stronger_than`
+  contrast) is, not supported when any is, inconclusive otherwise; its p-value is the largest of its
+  metrics' (an intersection-union test). Across the devlog's hypotheses, Holm's family-wise adjusted
+  p-values are reported beside the per-hypothesis ones.
+- `stronger_than`: per seed, the hypothesis' effect minus the other's on the same metric, each signed by its
+  own claim, decided by the same test. `pending` hypotheses (waiting for a stage) are reported as such.
 """
 
 from __future__ import annotations
@@ -26,11 +30,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hilstudy import stats
 from hilstudy.params import DECIDING_METRICS, DevlogParams, HypothesisParams, StudyParams, run_stage
 from hilstudy.report import RunLogs, iqm_ci, load_run, run_summary
 
 FINETUNE_DIR = "data/finetune"
-MIN_PAIRS = 3  # fewer paired differences than this decide nothing (inconclusive, whatever the interval)
 
 
 def run_dir(run: str, seed: int, finetune_dir: str | Path = FINETUNE_DIR) -> Path:
@@ -69,19 +73,31 @@ def summaries(runs: dict[str, dict[int, RunLogs]]) -> dict[str, dict[int, dict[s
     return {run: {seed: run_summary(logs) for seed, logs in by_seed.items()} for run, by_seed in runs.items()}
 
 
+BOOTSTRAP_MIN_SEEDS = 10  # the per-run IQM and its bootstrap interval are shown from this many seeds (tests/test_stats.py)
+
+
 def summary_table(
     sums: dict[str, dict[int, dict[str, Any]]],
     metrics: tuple[str, ...] = DECIDING_METRICS,
     confidence: float = 0.95,
     reps: int = 2000,
 ) -> pd.DataFrame:
-    """One row per run: for each metric the IQM over seeds and its bootstrap CI, plus seeds and mean time."""
+    """One row per run: for each metric the mean over seeds, its spread (sd, min, max), and, from
+    `BOOTSTRAP_MIN_SEEDS` seeds on, rliable's IQM with its stratified-bootstrap interval (NaN below: with a
+    handful of seeds the IQM is the mean and a percentile bootstrap covers far less than it says); plus the
+    number of seeds and how many reached the success bar. Descriptive: the verdicts rest on the paired tests."""
     rows = []
     for run, by_seed in sums.items():
         row: dict[str, Any] = {"run": run, "seeds": len(by_seed)}
         for m in metrics:
-            point, lo, hi = iqm_ci([s[m] for s in by_seed.values()], reps=reps, size=confidence)
-            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = point, lo, hi
+            x = np.array([float(s[m]) if s.get(m) is not None else np.nan for s in by_seed.values()])
+            row[m] = float(np.mean(x))
+            row[f"{m}_sd"] = float(np.std(x, ddof=1)) if len(x) > 1 else np.nan
+            row[f"{m}_min"], row[f"{m}_max"] = float(np.min(x)), float(np.max(x))
+            if len(x) >= BOOTSTRAP_MIN_SEEDS and np.all(np.isfinite(x)):
+                row[f"{m}_iqm"], row[f"{m}_iqm_lo"], row[f"{m}_iqm_hi"] = iqm_ci(x, reps=reps, size=confidence)
+            else:
+                row[f"{m}_iqm"] = row[f"{m}_iqm_lo"] = row[f"{m}_iqm_hi"] = np.nan
         reached = [s.get("step_eval_success_ge_bar") for s in by_seed.values()]
         row["seeds_reaching_success_bar"] = sum(r is not None for r in reached)
         rows.append(row)
@@ -96,41 +112,64 @@ class Verdict:
     claim: str
     verdict: str  # supported | not supported | inconclusive | pending
     reason: str
-    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # metric -> effect, lo, hi, n, direction, verdict
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # metric -> stats.Decision fields, direction, pairs
+    p: float | None = None  # the hypothesis' p-value: the largest of its metrics' (all must hold)
+    p_familywise: float | None = None  # Holm-adjusted over the devlog's hypotheses
+    alpha: float = 0.05  # the level each test is run at (1 - confidence)
+    details: list[str] = field(default_factory=list)  # the reason, one line per metric or contrast
 
     def as_dict(self) -> dict[str, Any]:
-        return {"claim": self.claim, "verdict": self.verdict, "reason": self.reason, "metrics": self.metrics}
+        return {"claim": self.claim, "verdict": self.verdict, "reason": self.reason, "p": self.p,
+                "p_familywise": self.p_familywise, "alpha": self.alpha, "metrics": self.metrics}  # fmt: skip
 
 
 def paired_differences(h: HypothesisParams, metric: str, sums: dict[str, dict[int, dict[str, Any]]]) -> np.ndarray:
-    """treatment - control per (pair, seed), signed so that positive is what the claim predicts."""
+    """treatment - control, (pairs x seeds), signed so that positive is what the claim predicts. The seeds are
+    those every run of the hypothesis has, in order."""
     sign = 1.0 if h.metrics[metric] == "higher" else -1.0
-    diffs = []
+    seeds = sorted(set.intersection(*(set(sums[r]) for r in (*h.treatment, *h.control))))
+    rows = []
     for t, c in zip(h.treatment, h.control, strict=True):
-        for seed in sorted(sums[t]):
-            diffs.append(sign * (float(sums[t][seed][metric]) - float(sums[c][seed][metric])))
-    return np.asarray(diffs)
+        rows.append([sign * (_value(sums, t, seed, metric) - _value(sums, c, seed, metric)) for seed in seeds])
+    return np.asarray(rows, dtype=float).reshape(len(h.treatment), len(seeds))
+
+
+def _value(sums, run: str, seed: int, metric: str) -> float:
+    v = sums[run][seed].get(metric)
+    return float("nan") if v is None else float(v)
 
 
 def per_seed_effects(h: HypothesisParams, metric: str, sums: dict[str, dict[int, dict[str, Any]]]) -> np.ndarray:
-    """The hypothesis' signed effect per seed (the mean of its pairs' differences), in seed order."""
-    d = paired_differences(h, metric, sums)
-    return d.reshape(len(h.treatment), -1).mean(axis=0)
-
-
-def _interval_verdict(d: np.ndarray, lo: float, hi: float, margin: float) -> str:
-    if d.size < MIN_PAIRS:
-        return "inconclusive"  # a bootstrap over one or two differences is no interval at all
-    if lo > 0:
-        return "supported"
-    if hi < margin:
-        return "not supported"
-    return "inconclusive"
+    """The hypothesis' signed effect per seed: the mean of its pairs' differences within the seed."""
+    return paired_differences(h, metric, sums).mean(axis=0)
 
 
 def _count(n: int, noun: str) -> str:
     """'1 seed', '3 seeds'."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _fmt(x: float) -> str:
+    return "-inf" if x == -np.inf else "+inf" if x == np.inf else f"{x:+.3f}"
+
+
+def _describe(name: str, x: dict[str, Any], alpha: float, margin: float) -> str:
+    """One metric's (or contrast's) numbers and verdict, in words."""
+    n, pairs = x["n"], x.get("pairs", 1)
+    what = f"{name} ({x['direction']}{' claimed' if '_vs_' not in name else ''})"
+    over = f"{_count(n, 'seed')}" + (f", {pairs} pairs averaged per seed" if pairs > 1 else "")
+    text = (f"{what}: effect {_fmt(x['effect'])} over {over}, {round(100 * (1 - 2 * alpha))}% interval "
+            f"[{_fmt(x['ci_lo'])}, {_fmt(x['ci_hi'])}], one-sided p = {x['p']:.3g} -> {x['verdict']}")  # fmt: skip
+    if x["verdict"] == "inconclusive":
+        n_min = stats.min_seeds_to_decide(alpha)
+        if n < n_min:
+            text += f" (the exact test needs at least {n_min} seeds to reach p <= {alpha:g})"
+        need = x["seeds_needed"]
+        if need is not None:
+            text += f"; about {need} seeds would detect an effect of {margin:g} at this spread (sd {x['sd']:.3g}, power {stats.POWER:g})"
+        elif n > 1 and margin > 0:
+            text += f"; over 1000 seeds would be needed to detect an effect of {margin:g} at this spread (sd {x['sd']:.3g})"
+    return text
 
 
 def decide(
@@ -142,27 +181,24 @@ def decide(
     others: dict[str, HypothesisParams] | None = None,
 ) -> Verdict:
     """The verdict on hypothesis `hid` (see the module docstring for the rule); `others`: the devlog's
-    hypotheses, for `stronger_than`."""
+    hypotheses, for `stronger_than`. `reps` is unused (kept for callers: the tests are exact)."""
+    alpha = 1.0 - confidence
     if h.pending is not None:
-        return Verdict(hid, h.claim, "pending", h.pending)
+        return Verdict(hid, h.claim, "pending", h.pending, alpha=alpha)
     per_metric: dict[str, dict[str, Any]] = {}
     for metric, direction in h.metrics.items():
-        d = paired_differences(h, metric, sums)
+        d = per_seed_effects(h, metric, sums)
         if not np.all(np.isfinite(d)):
             raise ValueError(f"{hid}: {metric} is missing (NaN) in some runs; cannot decide")
-        point, lo, hi = iqm_ci(d, reps=reps, size=confidence)
-        v = _interval_verdict(d, lo, hi, h.margin)
-        per_metric[metric] = {"direction": direction, "effect_iqm": point, "ci_lo": lo, "ci_hi": hi, "n": int(d.size), "verdict": v}
+        dec = stats.decide_effect(d, alpha, h.margin)
+        per_metric[metric] = {"direction": direction, "pairs": len(h.treatment), **_decision_dict(dec)}
         for other in h.stronger_than:
             o = (others or {})[other]
             c = per_seed_effects(h, metric, sums) - per_seed_effects(o, metric, sums)
             if not np.all(np.isfinite(c)):
                 raise ValueError(f"{hid}: {metric} is missing (NaN) in some runs of {other}; cannot decide")
-            point, lo, hi = iqm_ci(c, reps=reps, size=confidence)
-            per_metric[f"{metric}_vs_{other}"] = {
-                "direction": f"effect larger than {other}'s", "effect_iqm": point, "ci_lo": lo, "ci_hi": hi,
-                "n": int(c.size), "verdict": _interval_verdict(c, lo, hi, h.margin),
-            }
+            dec = stats.decide_effect(c, alpha, h.margin)
+            per_metric[f"{metric}_vs_{other}"] = {"direction": f"effect larger than {other}'s", "pairs": 1, **_decision_dict(dec)}
     verdicts = [m["verdict"] for m in per_metric.values()]
     if all(v == "supported" for v in verdicts):
         overall = "supported"
@@ -170,19 +206,52 @@ def decide(
         overall = "not supported"
     else:
         overall = "inconclusive"
-    pct = round(confidence * 100)
-    parts = [
-        f"{m} ({x['direction']} claimed): effect {x['effect_iqm']:+.3f}, {pct}% CI [{x['ci_lo']:+.3f}, {x['ci_hi']:+.3f}] "
-        f"over {_count(x['n'], 'seed-paired difference' if '_vs_' not in m else 'seed')}"
-        f"{'' if '_vs_' not in m else ' (contrast of the two effects)'} -> {x['verdict']}"
-        + (f" (fewer than {MIN_PAIRS} differences decide nothing)" if x["n"] < MIN_PAIRS else "")
-        for m, x in per_metric.items()
-    ]
-    return Verdict(hid, h.claim, overall, "; ".join(parts), per_metric)
+    details = [_describe(m, x, alpha, h.margin) for m, x in per_metric.items()]
+    p = max(m["p"] for m in per_metric.values())
+    return Verdict(hid, h.claim, overall, "; ".join(details), per_metric, p=p, alpha=alpha, details=details)
+
+
+def _decision_dict(dec: stats.Decision) -> dict[str, Any]:
+    out = dec.as_dict()
+    out["ci_lo"], out["ci_hi"] = out.pop("lo"), out.pop("hi")
+    return out
+
+
+def _finite(x: Any) -> Any:
+    """For the JSON files: an infinite bound (too few seeds for any) or an unknown spread becomes null."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    return None if isinstance(x, float) and not np.isfinite(x) else x
 
 
 def decide_all(entry: DevlogParams, sums: dict[str, dict[int, dict[str, Any]]]) -> list[Verdict]:
-    return [decide(hid, h, sums, entry.confidence, entry.bootstrap_reps, entry.hypotheses) for hid, h in entry.hypotheses.items()]
+    """Every hypothesis' verdict, with Holm's family-wise p-values over the decided ones."""
+    verdicts = [decide(hid, h, sums, entry.confidence, entry.bootstrap_reps, entry.hypotheses) for hid, h in entry.hypotheses.items()]
+    adjusted = stats.holm({v.hypothesis: v.p for v in verdicts if v.p is not None})
+    for v in verdicts:
+        v.p_familywise = adjusted.get(v.hypothesis)
+    return verdicts
+
+
+def table_cell(row: dict[str, Any], metric: str) -> str:
+    """One cell of the per-run table: 'mean [min, max]', plus 'IQM x [lo, hi]' where the table has it."""
+    text = f"{row[metric]:.2f} [{row[f'{metric}_min']:.2f}, {row[f'{metric}_max']:.2f}]"
+    if np.isfinite(row.get(f"{metric}_iqm", np.nan)):
+        text += f"; IQM {row[f'{metric}_iqm']:.2f} [{row[f'{metric}_iqm_lo']:.2f}, {row[f'{metric}_iqm_hi']:.2f}]"
+    return text
+
+
+def verdict_lines(verdicts: list[Verdict]) -> str:
+    """The verdicts as the report shows them (Markdown): one item per hypothesis with its p-values, and its
+    metrics' reasons."""
+    lines = []
+    for v in verdicts:
+        head = f"- **{v.hypothesis} — {v.verdict.upper()}**: {v.claim}."
+        if v.p is not None:
+            head += f" p = {v.p:.3g} (one-sided, at alpha {v.alpha:.3g}); family-wise (Holm) p = {v.p_familywise:.3g}."
+        lines.append(head)
+        lines.extend(f"  - {part}" for part in (v.details or [v.reason]))
+    return "\n".join(lines)
 
 
 @dataclass
@@ -212,9 +281,10 @@ def build_report(params: StudyParams, devlog_id: str, finetune_dir: str | Path =
 
 
 def write_report(report: Report, out_dir: str | Path) -> None:
-    """The report's files, all deterministic: `summary.json` (numbers only: per run the IQM over seeds of
-    each metric, per hypothesis each metric's effect and CI; what `dvc metrics show` / `dvc exp show`
-    list), `verdicts.json` (verdicts with their reasons), `table.csv` (with the CIs), `curves/<name>.csv`."""
+    """The report's files, all deterministic: `summary.json` (numbers only: per run the mean over seeds of
+    each metric, per hypothesis each metric's effect, interval, p-value and seeds, and the hypothesis'
+    family-wise p; what `dvc metrics show` / `dvc exp show` list), `verdicts.json` (verdicts with their
+    reasons), `table.csv` (per run: mean, spread, IQM where enough seeds), `curves/<name>.csv`."""
     from hilstudy.io import write_json
 
     out = Path(out_dir)
@@ -224,12 +294,13 @@ def write_report(report: Report, out_dir: str | Path) -> None:
         for row in report.table.to_dict("records")
     }
     hypotheses = {
-        v.hypothesis: {m: {k: x[k] for k in ("effect_iqm", "ci_lo", "ci_hi")} for m, x in v.metrics.items()}
+        v.hypothesis: {m: _finite({k: x[k] for k in ("effect", "ci_lo", "ci_hi", "p", "n")}) for m, x in v.metrics.items()}
+        | {"p": v.p, "p_familywise": v.p_familywise}
         for v in report.verdicts
         if v.metrics
     }
     write_json(out / "summary.json", {"runs": runs, "hypotheses": hypotheses})
-    write_json(out / "verdicts.json", {v.hypothesis: v.as_dict() for v in report.verdicts})
+    write_json(out / "verdicts.json", {v.hypothesis: _finite(v.as_dict()) for v in report.verdicts})
     report.table.to_csv(out / "table.csv", index=False, float_format="%.6g")
     for name, df in report.curves.items():
         df.to_csv(out / "curves" / f"{name}.csv", index=False, float_format="%.6g")

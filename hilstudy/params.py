@@ -263,7 +263,7 @@ class HypothesisParams(Section):
     treatment: list[str] = []  # runs with the change (paired with `control` in order)
     control: list[str] = []  # runs without it
     metrics: dict[str, Literal["higher", "lower"]] = {}  # metric -> the direction the claim predicts
-    margin: float = Field(0.05, ge=0.0)  # smallest effect that matters: a CI below it says "not supported"
+    margin: float = Field(0.05, ge=0.0)  # smallest effect that matters: shown below it, "not supported"; seeds are planned to detect it
     stronger_than: list[str] = []  # other hypotheses of the devlog whose effect this one claims to exceed (same metrics, seed by seed)
     pending: str | None = None  # why it cannot be decided yet (e.g. needs a stage that does not exist)
 
@@ -274,8 +274,8 @@ class DevlogParams(Section):
     title: str = Field(min_length=1)  # one line
     runs: list[str] = Field(min_length=1)  # runs (names under `runs`) its report shows
     hypotheses: dict[str, HypothesisParams] = {}  # id (e.g. H1) -> hypothesis, registered before running
-    confidence: float = Field(0.95, gt=0.5, lt=1.0)  # bootstrap confidence interval level for the verdicts
-    bootstrap_reps: int = Field(2000, ge=100, le=200_000)  # bootstrap resamples (rliable)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)  # 1 - alpha of each hypothesis' one-sided exact tests (hilstudy.stats)
+    bootstrap_reps: int = Field(2000, ge=100, le=200_000)  # resamples of the per-run IQM interval (rliable; shown from 10 seeds)
 
 
 class StudyParams(Section):

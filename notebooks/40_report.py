@@ -15,9 +15,10 @@
 #
 # One report per devlog entry of `params.yaml` (`devlogs.<id>`): the hypotheses it registered before
 # running, the BC pretraining curve, the fine-tuning losses, intervention-rate, success and jitter curves
-# of every run (mean over seeds, min..max band), a table per run with the interquartile mean over seeds
-# and its bootstrap confidence interval (rliable), and a verdict per hypothesis from seed-paired
-# differences (rule: `hilstudy/devlog.py`).
+# of every run (mean over seeds, min..max band), a table per run (mean over seeds and its range; rliable's
+# IQM with its bootstrap interval from 10 seeds on), and a verdict per hypothesis from the per-seed paired
+# effects: an exact one-sided sign-flip test, its inverted interval, Holm's family-wise p-values (rule:
+# `hilstudy/devlog.py`, error rates measured in `tests/test_stats.py`).
 #
 # Inputs: `data/finetune/<run>-s<seed>/` for the devlog's runs and `runs.seeds`, `data/bc/live/`.
 # Outputs (under `out_dir`): `summary.json` (DVC metrics), `verdicts.json`, `table.csv`, `curves/*.csv`,
@@ -118,21 +119,28 @@ fig.tight_layout()
 save_figure(fig, figures / "losses.png")
 
 # %% [markdown]
-# ## Per run: interquartile mean over seeds [95% bootstrap CI]
+# ## Per run: mean over seeds [min, max]
+# Descriptive. rliable's interquartile mean and its 95% stratified-bootstrap interval are added from 10 seeds
+# on: below that the IQM is (nearly) the mean and the bootstrap interval covers less than it claims.
 
 # %%
+from hilstudy.devlog import table_cell
+
 table = report.table.copy()
 shown = {}
 for m in ["eval_success_final", "eval_success_mean", "intervention_rate_mean", "intervention_rate_last20", "jitter_last20"]:
-    shown[m] = [f"{v:.2f} [{lo:.2f}, {hi:.2f}]" for v, lo, hi in zip(table[m], table[f"{m}_lo"], table[f"{m}_hi"])]
+    shown[m] = [table_cell(row, m) for row in table.to_dict("records")]
 shown["seeds ≥ 90% eval success"] = [f"{n}/{s}" for n, s in zip(table.seeds_reaching_success_bar, table.seeds)]
 display(table[["run"]].assign(**shown).set_index("run"))
 
 # %% [markdown]
 # ## Verdicts
+# Per hypothesis and metric: the mean per-seed effect (positive = as claimed), its 90% interval (the exact
+# sign-flip test's one-sided 95% bounds), the one-sided p-value, the number of seeds, and the verdict; the
+# hypothesis' p is the largest of its metrics' (it claims them all), and Holm's adjustment over the devlog's
+# hypotheses gives the family-wise p.
 
 # %%
-lines = []
-for v in report.verdicts:
-    lines.append(f"- **{v.hypothesis} — {v.verdict.upper()}**: {v.claim}.  \n  {v.reason}")
-display(Markdown("\n".join(lines)))
+from hilstudy.devlog import verdict_lines
+
+display(Markdown(verdict_lines(report.verdicts)))

@@ -40,3 +40,15 @@ def copy_project(dst: Path) -> Path:
     subprocess.run(["git", "add", "-A"], cwd=dst, check=True)
     subprocess.run(["git", "commit", "-qm", "copy"], cwd=dst, check=True, env=env)
     return dst
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Figures that tests measure rather than assert exactly (the verdict rule's simulated error rates,
+    coverage and power: tests/test_stats.py) are printed in every run's summary, CI's included (they travel
+    from xdist workers as the reports' user properties)."""
+    lines = [value for rep in terminalreporter.stats.get("passed", []) for name, value in getattr(rep, "user_properties", [])
+             if name == "figures"]  # fmt: skip
+    if lines:
+        terminalreporter.section("measured figures")
+        for text in lines:
+            terminalreporter.write_line(text)
