@@ -217,9 +217,13 @@ def _replace_dir(partial: Path, final: Path) -> None:
 
 
 def bc_digest(params: StudyParams, demos_root: str | Path) -> str:
-    """What a BC checkpoint must match to be resumed: the sections that shape training, and the demos."""
+    """What a BC checkpoint must match to be resumed: the sections that shape training, the demos, and the
+    code and package versions it runs with (`hilstudy.provenance`)."""
+    from hilstudy.provenance import provenance
+
     keep = {k: getattr(params, k).model_dump(mode="json") for k in ("env", "policy", "bc")}
     keep["demos"] = dir_digest(demos_root)
+    keep["made_with"] = provenance("hilstudy.bc")
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -108,10 +108,14 @@ RECORDING_STATE = "recording.json"  # in `<root>.partial`: what a resumed record
 
 
 def recording_digest(params: StudyParams) -> str:
-    """What a partial recording must match to be resumed: the sections that shape its episodes."""
+    """What a partial recording must match to be resumed: the sections that shape its episodes, and the code
+    and package versions that record them (`hilstudy.provenance`)."""
+    from hilstudy.provenance import provenance
+
     keep = {k: getattr(params, k).model_dump(mode="json") for k in ("env", "operator", "demos")}
     if params.env.kind == "real":
         keep["real"] = params.real.model_dump(mode="json")
+    keep["made_with"] = provenance("hilstudy.demos")
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -144,9 +148,11 @@ def _siblings(partial: Path) -> tuple[Path, Path]:
     return partial.with_name(partial.name + ".next"), partial.with_name(partial.name + ".old")
 
 
-def recover_partial(partial: Path, digest: str) -> dict[str, Any] | None:
+def recover_partial(partial: Path, digest: str, keep_other: bool = False) -> dict[str, Any] | None:
     """The state of a killed recording of these params in `partial`, made whole again; None (and nothing left
-    behind) if there is none to resume. A kill between the commit's two renames left it as `.partial.old`."""
+    behind) if there is none to resume. A kill between the commit's two renames left it as `.partial.old`.
+    A partial recording of other params, code or versions is deleted (sim: it is re-recorded), or with
+    `keep_other` (a person's recording on the real arm) kept and refused with what to do."""
     nxt, old = _siblings(partial)
     if not partial.exists() and old.exists():
         os.replace(old, partial)
@@ -158,6 +164,11 @@ def recover_partial(partial: Path, digest: str) -> dict[str, Any] | None:
         state = json.loads(state_file.read_text())
         if state.get("digest") == digest:
             return state
+        if keep_other:
+            raise RuntimeError(
+                f"{partial}: a partial recording of {len(state.get('kept', []))} episodes was made with other params, "
+                f"code or package versions; it is kept. Move it away to record anew, or restore what recorded it to resume it"
+            )
     if partial.exists():
         shutil.rmtree(partial)
     return None
@@ -207,7 +218,7 @@ def record_demos(params: StudyParams, root: str | Path, progress: bool = True) -
     partial = root.with_name(root.name + ".partial")
     partial.parent.mkdir(parents=True, exist_ok=True)
     digest = recording_digest(params)
-    state = recover_partial(partial, digest)
+    state = recover_partial(partial, digest, keep_other=params.env.kind == "real")
     if state is None:
         seed_everything(cfg.seed)
         state = {"digest": digest, "attempts": 0, "kept": [], "discarded": []}

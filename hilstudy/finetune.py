@@ -33,6 +33,7 @@ import torch
 
 from hilstudy.faults import NumericalFault, check_finite
 from hilstudy.io import dir_digest
+from hilstudy.provenance import provenance
 from hilstudy.params import StudyParams
 from hilstudy.policy import (
     ActorPolicy,
@@ -236,15 +237,19 @@ def build_agent(params: StudyParams, features: dict, bc_dir: str | Path | None, 
     return make_algorithm(policy, algorithm_config(params, policy.config)), pre, post
 
 
-def params_digest(params: StudyParams, inputs: dict[str, str] | None = None, device: str = "cpu") -> str:
+def params_digest(params: StudyParams, inputs: dict[str, str] | None = None, device: str = "cpu",
+                  made_with: dict[str, str] | None = None) -> str:
     """What a checkpoint must match to be resumed: the sections that shape the run, the device the learner
-    actually ran on (CPU and GPU round differently), and the digests of the input files it learns from (demos;
-    BC actor; classifier). A checkpoint made from other inputs (re-recorded demos, a retrained BC actor or
-    classifier) or on another device is not resumed: the run starts over."""
+    actually ran on (CPU and GPU round differently), the digests of the input files it learns from (demos;
+    BC actor; classifier), and `made_with`, the code the stage runs and the installed versions
+    (`hilstudy.provenance`, taken when the run started). A checkpoint made from other inputs (re-recorded
+    demos, a retrained BC actor or classifier), on another device, by other code or other package versions is
+    not resumed: the run starts over."""
     keep = {k: getattr(params, k).model_dump(mode="json") for k in ("env", "operator", "policy", "finetune")}
     del keep["finetune"]["overlap"]  # how updates are scheduled, not what they compute: either mode may resume
     keep["finetune"]["device"] = device  # resolved ('auto' is cpu or cuda)
     keep["inputs"] = inputs or {}
+    keep["made_with"] = made_with if made_with is not None else provenance("hilstudy.finetune")
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -267,6 +272,7 @@ class Run:
 
         self.params, self.cfg = params, params.finetune
         self.device = resolve_device(self.cfg.device)  # before any compute: 'cuda' without one fails here
+        self.made_with = provenance("hilstudy.finetune")  # the code this process runs, as it was when it started
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.bc_dir = bc_dir
@@ -327,7 +333,7 @@ class Run:
             rng["cuda"] = torch.cuda.get_rng_state_all()
         torch.save(rng, ts / "rng.pt")
         state = {
-            "params_digest": params_digest(self.params, self.inputs, self.device),
+            "params_digest": params_digest(self.params, self.inputs, self.device, self.made_with),
             "env_step": self.env_step,
             "episode": self.episode,
             "updates": self.updates,
@@ -358,7 +364,8 @@ class Run:
         if not state_file.exists():
             return False
         state = json.loads(state_file.read_text())
-        if state["params_digest"] != params_digest(self.params, self.inputs, self.device):
+        if state["params_digest"] != params_digest(self.params, self.inputs, self.device, self.made_with):
+            self.progress(f"not resuming {self.ckpt}: made by other params, inputs, code or package versions; starting over")
             return False  # another run's checkpoint: start over (it is replaced at the first checkpoint)
         policy, _, _ = load_policy(self.ckpt / "pretrained_model", expected_config=self.algorithm.policy.config, device=self.device)
         self.algorithm.policy.load_state_dict(policy.state_dict(), strict=True)

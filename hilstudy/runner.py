@@ -143,6 +143,9 @@ def run_notebook(
         ) from None
 
     os.environ.setdefault("PYTHONHASHSEED", "0")  # inherited by the kernel: hash order is part of determinism
+    from hilstudy.provenance import NOTEBOOK_ENV
+
+    os.environ[NOTEBOOK_ENV] = str(notebook.resolve())  # the kernel's checkpoints record the code it runs, this notebook's too
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="hilstudy-nb-") as tmp:
         src = Path(tmp) / f"{notebook.stem}.ipynb"

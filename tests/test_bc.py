@@ -203,3 +203,16 @@ def test_sigkill_during_bc_resumes_from_the_last_checkpoint_to_the_same_weights(
         {k: v for k, v in reference.items() if k not in ("timing", "history")}
     for rel in ["policy/model.safetensors", "metrics.json", "live/plots/metrics/bc/train_loss.tsv", "live/plots/metrics/bc/val_loss.tsv"]:
         assert (out / rel).read_bytes() == (tmp_path / "ref" / rel).read_bytes(), rel
+
+
+def test_a_bc_checkpoint_records_the_code_and_versions(tmp_path, monkeypatch):
+    """A killed BC run resumes only under the code and package versions that made its checkpoint."""
+    import hilstudy.provenance as prov
+    from hilstudy.bc import bc_digest
+
+    params = P.validate({"demos": {"num_episodes": 1}})
+    record_demos(params, tmp_path / "demos", progress=False)
+    before = bc_digest(params, tmp_path / "demos")
+    assert bc_digest(params, tmp_path / "demos") == before
+    monkeypatch.setattr(prov, "provenance", lambda entry: {"code": "0" * 16, "versions": prov.versions_digest()})
+    assert bc_digest(params, tmp_path / "demos") != before

@@ -187,3 +187,23 @@ def test_recordings_in_processes_with_other_hash_seeds_are_byte_identical(tmp_pa
         subprocess.run([sys.executable, "-c", KILLABLE, str(tmp_path / hash_seed), "2"], env=env, check=True)
         digests.append(data_digests(tmp_path / hash_seed))
     assert digests[0] == digests[1]
+
+
+def test_a_partial_recording_by_other_code_is_not_resumed_and_a_persons_is_kept(tmp_path, monkeypatch):
+    """The resume rule covers the code and versions (hilstudy.provenance): a partial recording made by other code
+    is not resumed. In the sim it is deleted and re-recorded; a person's (real arm) is kept and refused, naming
+    what to do, since re-recording costs a person's session."""
+    import hilstudy.provenance as prov
+    from hilstudy.demos import RECORDING_STATE, recording_digest, recover_partial
+
+    params = P.validate({})
+    before = recording_digest(params)
+    monkeypatch.setattr(prov, "provenance", lambda entry: {"code": "0" * 16, "versions": "0" * 16})
+    assert recording_digest(params) != before
+    partial = tmp_path / "dataset.partial"
+    partial.mkdir()
+    (partial / RECORDING_STATE).write_text(json.dumps({"digest": before, "kept": [0, 1]}))
+    with pytest.raises(RuntimeError, match="partial recording of 2 episodes was made with other params, code or package versions; it is kept"):
+        recover_partial(partial, recording_digest(params), keep_other=True)
+    assert (partial / RECORDING_STATE).exists()
+    assert recover_partial(partial, recording_digest(params)) is None and not partial.exists()

@@ -382,3 +382,28 @@ def test_image_buffers_shift_images_with_lerobots_random_shift_uncompiled():
     assert out.shape == img.shape
     ys, xs = zip(*[(int(o[0].nonzero()[:, 0].float().mean().round()), int(o[0].nonzero()[:, 1].float().mean().round())) for o in out])
     assert max(abs(y - 16) for y in ys) <= 4 and max(abs(x - 16) for x in xs) <= 4 and len(set(zip(ys, xs))) > 1
+
+
+def test_a_finished_run_made_by_other_code_trains_again(full, inputs, tmp_path, monkeypatch):
+    """A finished run's checkpoint persists. Rerun with the same code it is resumed (nothing to train); rerun
+    after a change to the code the stage runs (or to the installed versions) it is not: the run trains again
+    from the start instead of writing the old results under the new code's name. (The digest's reaction to a
+    real file edit: test_provenance; under `dvc repro`: test_pipeline.)"""
+    import shutil
+
+    import hilstudy.finetune as ft
+
+    demos, bc = inputs
+    out, summary, run = full
+    shutil.copytree(out, tmp_path / "run")
+    same, _ = finetune(tiny(), demos, tmp_path / "run", bc_dir=bc)
+    assert same.pop("resumed") is True and same == {k: v for k, v in summary.items() if k != "resumed"}
+    made_with = ft.provenance("hilstudy.finetune")
+    for changed in ({**made_with, "code": "0" * 16}, {**made_with, "versions": "0" * 16}):
+        shutil.rmtree(tmp_path / "run")
+        shutil.copytree(out, tmp_path / "run")
+        monkeypatch.setattr(ft, "provenance", lambda entry, c=changed: c)
+        again, rerun = finetune(tiny(), demos, tmp_path / "run", bc_dir=bc)
+        assert again.pop("resumed") is False and again["updates"] == 120  # trained: 160 env steps, updates from 40
+        assert "not resuming" in (tmp_path / "run" / "progress.log").read_text()
+        assert rerun.logs == run.logs  # same code in fact: the retrained run is the same run

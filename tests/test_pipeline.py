@@ -174,6 +174,21 @@ def test_dvc_repro_smoke(project_copy):
     set_params(proj, {"devlogs.toy.runs": ["scratch", "bcinit", "nope"]})
     bad = dvc(proj, "repro")
     assert bad.returncode != 0 and "devlogs.toy.runs: unknown run 'nope'" in bad.stdout + bad.stderr
+    set_params(proj, {"devlogs.toy.runs": ["scratch", "bcinit"]})
+
+    # a change to the code fine-tuning runs: DVC reruns the runs (not the demos, BC or classifier), and a
+    # finished run's persisted checkpoint is not resumed (it would write the old results under the new code's
+    # name): it trains again. Forced again with that code unchanged, it resumes its finished checkpoint.
+    timing = lambda: json.loads((proj / "data/finetune/scratch-s0/timing.json").read_text())  # noqa: E731
+    code = proj / "hilstudy" / "finetune.py"
+    code.write_text(code.read_text() + "\n# a fix to the fine-tuning code\n")
+    stale = {k.split(":")[-1] for k in json.loads(dvc(proj, "status", "--json").stdout)}
+    assert FT_SCRATCH | FT_BC | FT_CLF <= stale and not stale & {"demos", "bc", "classifier"}, stale
+    rerun = dvc(proj, "repro", "-s", "ft-scratch@scratch-0")
+    assert rerun.returncode == 0 and ran_stages(rerun.stdout) == {"ft-scratch@scratch-0"}, rerun.stdout + rerun.stderr
+    assert timing()["resumed"] is False and "not resuming" in (proj / "data/finetune/scratch-s0/progress.log").read_text()
+    forced = dvc(proj, "repro", "-f", "-s", "ft-scratch@scratch-0")
+    assert forced.returncode == 0 and timing()["resumed"] is True, forced.stdout + forced.stderr
 
 
 def test_every_stage_declares_the_params_its_notebook_reads():
@@ -194,36 +209,12 @@ def test_every_stage_declares_the_params_its_notebook_reads():
         assert notebook in stage["deps"], f"stage {name}: {notebook} is not a dep"
 
 
-def _module_file(name: str) -> Path | None:
-    p = ROOT / Path(*name.split("."))
-    return p.with_suffix(".py") if p.with_suffix(".py").is_file() else (p / "__init__.py" if (p / "__init__.py").is_file() else None)
-
-
-def _hilstudy_imports(path: Path) -> set[str]:
-    """hilstudy modules a file imports anywhere (a function-local import is a dependency too)."""
-    import ast
-
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            out |= {a.name for a in node.names if a.name.split(".")[0] == "hilstudy"}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "hilstudy":
-            out |= {f"{node.module}.{a.name}" if _module_file(f"{node.module}.{a.name}") else node.module for a in node.names}
-    return out
-
-
 def library_closure(notebook: Path) -> set[str]:
-    """Files of hilstudy a notebook runs, transitively (the package's __init__.py, which only sets environment
-    variables, aside)."""
-    seen: set[str] = set()
-    todo = list(_hilstudy_imports(notebook))
-    while todo:
-        m = todo.pop()
-        if m not in seen:
-            seen.add(m)
-            todo += list(_hilstudy_imports(_module_file(m))) if _module_file(m) else []
-    files = {str(_module_file(m).relative_to(ROOT)) for m in seen if _module_file(m)}
-    return files - {"hilstudy/__init__.py"}
+    """Files of hilstudy a notebook runs, transitively, relative to the repository (hilstudy.provenance's
+    closure: the one the checkpoints' code digest covers)."""
+    from hilstudy.provenance import library_closure as closure
+
+    return {str(f.relative_to(ROOT)) for f in closure(notebook)}
 
 
 def test_every_stage_depends_on_the_library_code_its_notebook_runs():
@@ -237,6 +228,8 @@ def test_every_stage_depends_on_the_library_code_its_notebook_runs():
         deps = [d if isinstance(d, str) else next(iter(d)) for d in stage["deps"]]
         missing = sorted(f for f in library_closure(ROOT / notebook) if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps))
         assert not missing, f"stage {name}: {notebook} runs {missing}, not in its deps"
+        # the installed versions shape every result: an upgrade (a new lock) reruns every stage
+        assert "requirements.lock" in deps, f"stage {name}: requirements.lock is not a dep"
 
 
 def test_run_groups_depend_on_their_inputs():
