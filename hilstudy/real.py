@@ -247,7 +247,7 @@ class RealArmEnv:
         terminated = (success and self.terminate_on_success) or stopped
         truncated = (rerecord or self._steps >= self.cfg.max_episode_steps) and not terminated
         info = self._info(success=success)
-        info.update(stopped=stopped, rerecord=rerecord)
+        info.update(stopped=stopped, rerecord=rerecord, time_up=self._steps >= self.cfg.max_episode_steps)
         self.teleop.send_feedback({"ee.x": info["tcp_pos"][0], "ee.y": info["tcp_pos"][1],
                                    "ee.z": info["tcp_pos"][2], "gripper": info["gripper"]})
         return self._observation(), float(success), terminated, truncated, info

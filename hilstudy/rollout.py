@@ -93,9 +93,12 @@ def rollout(
     policy None: the operator drives every step (demo recording). operator None: the policy drives
     alone (evaluation). Both: the policy drives and the operator intervenes by its rule.
     reward_fn (e.g. a reward classifier): replaces the env's reward every step and ends the episode when it
-    says success, as lerobot's classifier processor step does; the env's own end (its success check, the
-    cube leaving the table) still ends it. `success` stays the env's ground truth; `info` keeps the env's
-    reward (`env_reward`) and the verdict (`reward_fn_success`).
+    says success, as lerobot's classifier processor step does. It is then the only judge of success, as on a
+    real arm where nothing else knows: the env's own success check does not end the episode (it would leak the
+    sim's truth into training, and store a success the classifier missed as a terminal step with reward 0);
+    only the verdict, the time limit (`info["time_up"]`) and the env's other ends (genuine failures: the cube
+    off the table, the person's stop key) do. `success` stays the env's ground truth, for the metrics;
+    `info` keeps the env's reward (`env_reward`) and the verdict (`reward_fn_success`).
     """
     if policy is None and operator is None:
         raise ValueError("rollout needs a policy, an operator, or both")
@@ -118,8 +121,10 @@ def rollout(
         if reward_fn is not None:
             fn_reward, fn_success = reward_fn(next_obs)
             info = {**info, "env_reward": float(reward), "reward_fn_success": bool(fn_success)}
-            reward, terminated = fn_reward, bool(terminated or fn_success)
-            truncated = bool(truncated and not terminated)
+            failed = terminated and not info.get("success", False)  # an end that is not the env's success check
+            time_up = truncated or bool(info.get("time_up", False))
+            reward, terminated = fn_reward, bool(failed or fn_success)
+            truncated = bool(time_up and not terminated)
         yield Transition(
             obs=obs,
             action=action,

@@ -220,13 +220,16 @@ class PickCubeEnv(gym.Env):
         base_action[6] = a[3]  # change of the normalized gripper command; positive closes
         raw_obs, reward, terminated, _, info = self._base.step(base_action)
         self._steps += 1
-        truncated = (not terminated) and self._steps >= self.cfg.max_episode_steps
+        time_up = self._steps >= self.cfg.max_episode_steps
+        truncated = (not terminated) and time_up
+        # time_up: the time limit is reached whatever ended the step (a reward that overrides the env's success
+        # end, e.g. a classifier's, must still stop at the limit)
         return (
             self._observation(raw_obs),
             float(reward),
             bool(terminated),
             bool(truncated),
-            self._info(success=bool(info["succeed"])),
+            {**self._info(success=bool(info["succeed"])), "time_up": time_up},
         )
 
     def render(self) -> np.ndarray:

@@ -27,7 +27,8 @@
 # ends the episode: a per-step check, as a perfect classifier would give); `episode_end`, devlog 059's
 # terminal-only signal (the episode runs to its time limit and only its last step is rewarded, 1 if the cube
 # is up then); or, for runs under `runs.classifier_from_*`, `classifier`, the classifier stage's verdict on
-# every step, which also ends the episode when it says success (lerobot's classifier processor step); then
+# every step, which also ends the episode when it says success (lerobot's classifier processor step) and is
+# then the only judge: the sim's own success check does not end the episode, as nothing would on a real arm;
 # each episode also counts the steps where the classifier disagreed with the sim's truth.
 #
 # Inputs: demos, BC policy (init `bc`), classifier (reward `classifier`), params `env`, `operator`, `policy`, `finetune`.

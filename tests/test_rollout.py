@@ -69,3 +69,20 @@ def test_episode_end_reward_judges_success_once_at_the_time_limit(env):
     # the plain env on the same pick: reward 1 on the success step, which ends the episode (a per-step check)
     plain = list(rollout(env, operator=ScriptedOperator(OperatorParams(noise_std=0.0)), seed=0))
     assert len(plain) == first + 1 and plain[-1].reward == 1.0 and plain[-1].terminated
+
+
+def test_a_classifier_reward_alone_judges_success(env):
+    """No leak of the sim's truth: with a reward classifier that never fires, the operator's episode runs to the
+    time limit even though the sim says the cube is up (it would have ended there with the sim's reward), and
+    no step is stored as terminal; the sim's success stays in `success` for the metrics. A classifier that fires
+    ends the episode on that step."""
+    op = lambda: ScriptedOperator(OperatorParams(noise_std=0.0, reaction_delay_max=0))  # noqa: E731
+    plain = list(rollout(env, operator=op(), seed=3))
+    assert plain[-1].terminated and plain[-1].success and len(plain) < 30  # the sim's own end: success
+    never = list(rollout(env, operator=op(), seed=3, reward_fn=lambda obs: (0.0, False)))
+    assert len(never) == 30 and never[-1].truncated and not any(t.terminated for t in never)
+    assert any(t.success for t in never) and all(t.reward == 0.0 for t in never)
+    assert [t.info["env_reward"] for t in never[: len(plain)]] == [t.reward for t in plain]
+    at = len(plain) - 3
+    fires = list(rollout(env, operator=op(), seed=3, reward_fn=lambda obs, n=iter(range(10**6)): (1.0, True) if next(n) == at else (0.0, False)))
+    assert len(fires) == at + 1 and fires[-1].terminated and fires[-1].reward == 1.0 and not fires[-1].success
