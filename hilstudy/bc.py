@@ -167,14 +167,18 @@ def restore_flags(policy, flags: dict[int, bool]) -> None:
 
 
 def evaluate(
-    policy, preprocessor, params: StudyParams, episodes: int, seed: int, deterministic: bool = True, env: Any = None
+    policy, preprocessor, params: StudyParams, episodes: int, seed: int, deterministic: bool = True, env: Any = None,
+    with_operator: bool = False,
 ) -> dict[str, float]:
-    """The policy alone (no operator) over seeded sim episodes seed, seed+1, ...: success, length, jitter.
+    """The policy over seeded sim episodes seed, seed+1, ...: success, length, jitter; alone, or with the operator
+    in the loop (`with_operator`: a fresh operator of `params`, reset per episode from its seed), which adds the
+    intervention rate the policy needs.
 
     deterministic: act with tanh(mean) (the default), or sample the tanh-Gaussian as lerobot's actor does
     (`select_action`); sampling draws from torch's global RNG, seeded here with `seed`. env: an open env to
     evaluate in (the real arm's one connection, shared with training); None: a fresh one of `params.env`.
     """
+    from hilstudy.real import make_operator
     from hilstudy.sim import make_env
 
     if episodes == 0:
@@ -184,14 +188,18 @@ def evaluate(
     act = ActorPolicy(policy, preprocessor, deterministic=deterministic)
     per_episode = []
     with contextlib.nullcontext(env) if env is not None else make_env(params.env, params.real) as env:
+        operator = make_operator(params, env) if with_operator else None
         for i in range(episodes):
-            per_episode.append(episode_metrics(list(rollout(env, policy=act, seed=seed + i))))
-    return {
+            per_episode.append(episode_metrics(list(rollout(env, policy=act, operator=operator, seed=seed + i))))
+    out = {
         "eval_success_rate": float(np.mean([m["success"] for m in per_episode])),
         "eval_mean_length": float(np.mean([m["length"] for m in per_episode])),
         "eval_jitter": float(np.mean([m["jitter"] for m in per_episode])),
         "eval_episodes": episodes,
     }
+    if with_operator:
+        out["eval_intervention_rate"] = float(np.mean([m["intervention_rate"] for m in per_episode]))
+    return out
 
 
 @contextlib.contextmanager

@@ -91,13 +91,14 @@ def _summary(args: argparse.Namespace) -> int:
 
     table = summarize(args.runs)
     cols = [
-        "run", "env_steps", "eval_success_start", "eval_success_min_after_start", "eval_success_final", "eval_success_best",
-        "step_eval_success_ge_bar",
+        "run", "env_steps", "eval_success_start", "eval_success_mean", "eval_success_min_after_start", "eval_success_final",
+        "eval_success_best", "step_eval_success_ge_bar", "eval_intervention_rate_mean",
         "intervention_rate_first20", "intervention_rate_last20", "step_intervention_lt_bar", "meets_bar", "train_time_s",
     ]
     with pd.option_context("display.width", 250, "display.max_columns", 20):
         print(table[[c for c in cols if c in table]].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-    print(f"step_eval_success_ge_bar: first env step with eval success >= {SUCCESS_BAR}; step_intervention_lt_bar: "
+    print(f"step 0 is the start (eval_success_start); the other eval_* figures leave it out. "
+          f"step_eval_success_ge_bar: first env step after 0 with eval success >= {SUCCESS_BAR}; step_intervention_lt_bar: "
           f"first env step with the 20-episode intervention rate < {INTERVENTION_BAR}")
     return 0
 

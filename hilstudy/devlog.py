@@ -234,7 +234,10 @@ def decide_all(entry: DevlogParams, sums: dict[str, dict[int, dict[str, Any]]]) 
 
 
 def table_cell(row: dict[str, Any], metric: str) -> str:
-    """One cell of the per-run table: 'mean [min, max]', plus 'IQM x [lo, hi]' where the table has it."""
+    """One cell of the per-run table: 'mean [min, max]', plus 'IQM x [lo, hi]' where the table has it; 'n/a'
+    for a metric these runs do not log (e.g. runs made before it existed)."""
+    if not np.isfinite(row[metric]):
+        return "n/a"
     text = f"{row[metric]:.2f} [{row[f'{metric}_min']:.2f}, {row[f'{metric}_max']:.2f}]"
     if np.isfinite(row.get(f"{metric}_iqm", np.nan)):
         text += f"; IQM {row[f'{metric}_iqm']:.2f} [{row[f'{metric}_iqm_lo']:.2f}, {row[f'{metric}_iqm_hi']:.2f}]"
@@ -290,7 +293,7 @@ def write_report(report: Report, out_dir: str | Path) -> None:
     out = Path(out_dir)
     (out / "curves").mkdir(parents=True, exist_ok=True)
     runs = {
-        row["run"]: {m: float(row[m]) for m in DECIDING_METRICS} | {"seeds_reaching_success_bar": int(row["seeds_reaching_success_bar"])}
+        row["run"]: _finite({m: float(row[m]) for m in DECIDING_METRICS}) | {"seeds_reaching_success_bar": int(row["seeds_reaching_success_bar"])}
         for row in report.table.to_dict("records")
     }
     hypotheses = {

@@ -49,6 +49,14 @@ from hilstudy.rollout import EpisodeEndReward, Transition, episode_metrics, roll
 from hilstudy.seeding import seed_everything
 
 EPISODE_SEED_STRIDE = 1_000_003  # episode i of seed s resets with s * stride + i: apart from demo and eval seeds
+EVAL_SEED_STRIDE = 1_000  # run seed s evaluates on episodes eval_seed + s * stride + i: other cubes per seed
+
+
+def eval_seed(cfg) -> int:
+    """The first evaluation episode's seed for a run: the same at every evaluation of the run and for every run
+    of one seed (treatment and control are paired on the same cubes), different between seeds (a seed's spread
+    includes the evaluation cubes)."""
+    return cfg.eval_seed + cfg.seed * EVAL_SEED_STRIDE
 
 
 class StopRun(Exception):
@@ -444,11 +452,16 @@ class Run:
         was_training = self.algorithm.policy.training
         if self.params.env.kind == "real":  # one arm: evaluate on the training env's connection
             env = self._env
-        m = evaluate(self.algorithm.policy, self.pre, self.params, self.cfg.eval_episodes, self.cfg.eval_seed, env=env)
-        self.algorithm.policy.train(was_training)
+        seed = eval_seed(self.cfg)
+        m = evaluate(self.algorithm.policy, self.pre, self.params, self.cfg.eval_episodes, seed, env=env)
         row = {"env_step": self.env_step, "success_rate": m["eval_success_rate"], "mean_length": m["eval_mean_length"], "jitter": m["eval_jitter"]}
+        if self.cfg.eval_with_operator:  # the deterministic policy with the operator in the loop: how much help it needs
+            mo = evaluate(self.algorithm.policy, self.pre, self.params, self.cfg.eval_episodes, seed, env=env, with_operator=True)
+            row["intervention_rate"], row["success_with_operator"] = mo["eval_intervention_rate"], mo["eval_success_rate"]
+        self.algorithm.policy.train(was_training)
         self.logs["evals"].append(row)
-        self.progress(f"env step {self.env_step}: eval success {row['success_rate']:.0%}")
+        extra = f", intervention rate with the operator {row['intervention_rate']:.0%}" if "intervention_rate" in row else ""
+        self.progress(f"env step {self.env_step}: eval success {row['success_rate']:.0%}{extra}")
 
     def progress(self, line: str) -> None:
         """A progress line to `<out>/progress.log` (tail -f it), not to stdout: the executed notebook must

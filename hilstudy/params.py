@@ -202,9 +202,10 @@ class FinetuneParams(Section):
     critic_lr: float = Field(3e-4, gt=0.0, le=1.0)  # critic Adam learning rate
     temperature_lr: float = Field(3e-4, gt=0.0, le=1.0)  # temperature Adam learning rate
     buffer_capacity: int = Field(100_000, ge=1000)  # online buffer size (transitions)
-    eval_every: int = Field(1000, ge=1)  # env steps between evaluations (deterministic, no operator)
-    eval_episodes: int = Field(10, ge=0)  # episodes per evaluation
-    eval_seed: int = Field(200_000, ge=0)  # first seed of the evaluation episodes (the same at every evaluation)
+    eval_every: int = Field(1000, ge=1)  # env steps between evaluations (deterministic: alone, and with the operator)
+    eval_episodes: int = Field(20, ge=0, le=1000)  # episodes per evaluation (success in steps of 1/eval_episodes)
+    eval_seed: int = Field(200_000, ge=0)  # first evaluation seed; run seed s evaluates on eval_seed + 1000 s + i, the same at every evaluation
+    eval_with_operator: bool = True  # also evaluate the deterministic policy with the operator in the loop: its intervention rate
     checkpoint_every: int = Field(1000, ge=1)  # env steps between checkpoints (taken at the next episode end)
     log_every: int = Field(50, ge=1)  # updates averaged into one logged point
     torch_threads: int = Field(1, ge=1, le=256)  # torch CPU threads for the run (1: fastest for these nets on few cores)
@@ -232,12 +233,16 @@ RUN_GROUPS = {
 }
 # what a run summary reports and a hypothesis may decide on (hilstudy.report.run_summary)
 DECIDING_METRICS = (
+    "eval_success_start",  # deterministic evaluation success at env step 0: what the start (scratch, BC) is worth
     "eval_success_final",  # deterministic evaluation success at the end of the run
-    "eval_success_mean",  # mean over all evaluations (area under the success curve: learning speed)
-    "intervention_rate_last20",  # intervened share of steps, last 20 training episodes
-    "intervention_rate_mean",  # over all training episodes (how much the human had to do in total)
+    "eval_success_mean",  # mean over the evaluations after step 0 (area under the learning curve: learning speed)
+    "eval_intervention_rate_mean",  # the deterministic policy with the operator in the loop, evaluations after step 0
+    "eval_intervention_rate_final",  # ... at the end of the run: how much help the learned policy needs
+    "eval_jitter_mean",  # mean |a_t - a_t-1| of the deterministic policy alone, evaluations after step 0
+    "intervention_rate_last20",  # intervened share of steps, last 20 training episodes (exploration included)
+    "intervention_rate_mean",  # over all training episodes: the operator's workload during training
     "success_last20",  # training-episode success with the operator, last 20 episodes
-    "jitter_last20",  # mean |a_t - a_t-1|, last 20 training episodes (devlog 059's "shaking")
+    "jitter_last20",  # mean |a_t - a_t-1|, last 20 training episodes (devlog 059's "shaking", exploration included)
 )
 
 

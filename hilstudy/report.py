@@ -75,19 +75,37 @@ def first_step_below(steps: Sequence[int], values: Sequence[float], bar: float) 
 
 
 def log_summary(episodes: pd.DataFrame, evals: pd.DataFrame) -> dict[str, Any]:
-    """Key numbers of a run's logs: evaluation success over time, intervention rate and success in the first
-    and last `WINDOW` training episodes, and when the bars were first met. Shared by the fine-tuning stage
-    (its metrics.json) and the reports (from the CSVs), so both say the same."""
+    """Key numbers of a run's logs. Shared by the fine-tuning stage (its metrics.json) and the reports (from the
+    CSVs), so both say the same.
+
+    The evaluation at env step 0 is what the start (scratch or the BC actor) is worth: it is reported alone
+    (`*_start`) and left out of every learning metric (mean over the run, final, best, worst, the first step at
+    the success bar), which cover the evaluations after fine-tuning began. Evaluations are the deterministic
+    policy: alone (success, jitter) and, where logged, with the operator in the loop (`eval_intervention_rate_*`:
+    how much help the policy itself needs). The training episodes' figures (`intervention_rate_*`, `success_*`,
+    `jitter_last20`) include the exploration noise: the operator's workload during training."""
     ev, ep = evals, episodes
     out: dict[str, Any] = {}
     if len(ev):
-        out["eval_success_start"] = float(ev.success_rate.iloc[0])
-        out["eval_success_final"] = float(ev.success_rate.iloc[-1])
-        out["eval_success_best"] = float(ev.success_rate.max())
-        out["eval_success_mean"] = float(ev.success_rate.mean())
-        out["step_eval_success_ge_bar"] = first_step_at_or_above(ev.env_step, ev.success_rate, SUCCESS_BAR)
-        # the worst evaluation once fine-tuning began: how far a good (BC) start fell before online RL recovered it
-        out["eval_success_min_after_start"] = float(ev.success_rate.iloc[1:].min()) if len(ev) > 1 else None
+        start = ev[ev.env_step == 0]
+        learn = ev[ev.env_step > 0]
+        if len(start):
+            out["eval_success_start"] = float(start.success_rate.iloc[0])
+        last = learn if len(learn) else ev
+        out["eval_success_final"] = float(last.success_rate.iloc[-1])
+        if len(learn):
+            out["eval_success_best"] = float(learn.success_rate.max())
+            out["eval_success_mean"] = float(learn.success_rate.mean())
+            # the worst evaluation once fine-tuning began: how far a good (BC) start fell before online RL recovered it
+            out["eval_success_min_after_start"] = float(learn.success_rate.min())
+            out["eval_jitter_mean"] = float(learn.jitter.mean()) if "jitter" in learn else None
+        out["step_eval_success_ge_bar"] = first_step_at_or_above(learn.env_step, learn.success_rate, SUCCESS_BAR)
+        if "intervention_rate" in ev:
+            if len(start):
+                out["eval_intervention_rate_start"] = float(start.intervention_rate.iloc[0])
+            out["eval_intervention_rate_final"] = float(last.intervention_rate.iloc[-1])
+            if len(learn):
+                out["eval_intervention_rate_mean"] = float(learn.intervention_rate.mean())
     if len(ep):
         out["intervention_rate_first20"] = float(ep.intervention_rate.iloc[:WINDOW].mean())
         out["intervention_rate_last20"] = float(ep.intervention_rate.iloc[-WINDOW:].mean())

@@ -120,7 +120,9 @@ save_figure(fig, figures / "losses.png")
 
 # %% [markdown]
 # ## Per run: mean over seeds [min, max]
-# Descriptive. rliable's interquartile mean and its 95% stratified-bootstrap interval are added from 10 seeds
+# `eval_success_start`: the start's worth (step 0); the other `eval_*` figures: the deterministic policy after
+# fine-tuning began (alone; `eval_intervention_rate_mean` with the operator in the loop); `intervention_rate_mean`:
+# the operator's workload in the training episodes (exploration included). Descriptive. rliable's interquartile mean and its 95% stratified-bootstrap interval are added from 10 seeds
 # on: below that the IQM is (nearly) the mean and the bootstrap interval covers less than it claims.
 
 # %%
@@ -128,7 +130,8 @@ from hilstudy.devlog import table_cell
 
 table = report.table.copy()
 shown = {}
-for m in ["eval_success_final", "eval_success_mean", "intervention_rate_mean", "intervention_rate_last20", "jitter_last20"]:
+for m in ["eval_success_start", "eval_success_mean", "eval_success_final", "eval_intervention_rate_mean",
+          "eval_jitter_mean", "intervention_rate_mean"]:
     shown[m] = [table_cell(row, m) for row in table.to_dict("records")]
 shown["seeds ≥ 90% eval success"] = [f"{n}/{s}" for n, s in zip(table.seeds_reaching_success_bar, table.seeds)]
 display(table[["run"]].assign(**shown).set_index("run"))

@@ -68,6 +68,9 @@ def test_run_metrics_and_outputs(full):
     out, s, run = full
     assert s["env_steps"] == 160 and s["updates"] == 120 and not s["resumed"]
     assert len(run.logs["evals"]) == 3 and run.logs["evals"][0]["env_step"] == 0  # success at step 0 is measured
+    # every evaluation: the deterministic policy alone, and with the operator in the loop (its intervention rate)
+    assert all({"success_rate", "jitter", "intervention_rate", "success_with_operator"} <= set(e) for e in run.logs["evals"])
+    assert s["eval_intervention_rate_mean"] == pytest.approx(np.mean([e["intervention_rate"] for e in run.logs["evals"][1:]]))
     row = run.logs["updates"][-1]
     for key in ["loss_critic", "loss_actor", "loss_temperature", "loss_bc", "temperature", "mean_q"]:
         assert key in row
@@ -407,3 +410,11 @@ def test_a_finished_run_made_by_other_code_trains_again(full, inputs, tmp_path, 
         assert again.pop("resumed") is False and again["updates"] == 120  # trained: 160 env steps, updates from 40
         assert "not resuming" in (tmp_path / "run" / "progress.log").read_text()
         assert rerun.logs == run.logs  # same code in fact: the retrained run is the same run
+
+
+def test_evaluation_cubes_differ_between_seeds_and_match_within_one():
+    from hilstudy.finetune import eval_seed
+
+    cfgs = [tiny(seed=s).finetune for s in (0, 1)]
+    assert eval_seed(cfgs[0]) == 200_000 and eval_seed(cfgs[1]) == 201_000  # 1000 apart: eval_episodes <= 1000
+    assert eval_seed(tiny(seed=1, bc_weight=0.5).finetune) == eval_seed(cfgs[1])  # treatment and control of a seed: the same cubes

@@ -75,9 +75,29 @@ def test_unfinished_run_is_named(tmp_path):
 
 def test_summarize_table(tmp_path):
     a = write_run(tmp_path / "a", [0.5] * 25, {0: 0.0, 500: 0.5})
-    b = write_run(tmp_path / "b", [0.0] * 25, {0: 1.0})
-    t = summarize([a, b])
-    assert list(t.run) == ["a", "b"] and list(t.meets_bar) == [False, True]
+    b = write_run(tmp_path / "b", [0.0] * 25, {0: 1.0, 500: 0.95})
+    c = write_run(tmp_path / "c", [0.0] * 25, {0: 1.0})  # only its start meets the bar: that is not learning
+    t = summarize([a, b, c])
+    assert list(t.run) == ["a", "b", "c"] and list(t.meets_bar) == [False, True, False]
+
+
+def test_the_start_is_its_own_metric_and_learning_metrics_leave_it_out(tmp_path):
+    """A BC start at 1.0 that fine-tuning unlearns: its start is worth 1.0, but it learned nothing, and the
+    step-0 evaluation must not lift the learning metrics (it added ~0.09 to a BC start's mean over 11 points)."""
+    d = write_run(tmp_path / "r", [0.2] * 25, {0: 1.0, 250: 0.0, 500: 0.2})
+    s = run_summary(load_run(d))
+    assert s["eval_success_start"] == 1.0 and s["eval_success_mean"] == pytest.approx(0.1)
+    assert s["eval_success_best"] == 0.2 and s["eval_success_final"] == 0.2 and s["step_eval_success_ge_bar"] is None
+
+
+def test_evaluation_with_the_operator_gives_the_policys_own_intervention_rate(tmp_path):
+    d = write_run(tmp_path / "r", [0.5] * 25, {0: 0.0, 250: 0.5, 500: 1.0})
+    ev = pd.read_csv(d / "evals.csv").assign(intervention_rate=[0.6, 0.3, 0.1], jitter=[0.4, 0.2, 0.1])
+    ev.to_csv(d / "evals.csv", index=False)
+    s = run_summary(load_run(d))
+    assert s["eval_intervention_rate_start"] == 0.6 and s["eval_intervention_rate_mean"] == pytest.approx(0.2)
+    assert s["eval_intervention_rate_final"] == 0.1 and s["eval_jitter_mean"] == pytest.approx(0.15)
+    assert s["intervention_rate_mean"] == 0.5  # the training episodes' rate: the operator's workload, apart
 
 
 def test_iqm_ci_reproducible_and_brackets_the_point():
