@@ -22,6 +22,7 @@ CURVES: dict[str, tuple[str, str, int | None, str]] = {
     "episode_success": ("episodes", "success", WINDOW, f"training success with operator ({WINDOW}-ep. mean)"),
     "jitter": ("episodes", "jitter", WINDOW, f"action jitter mean|a_t - a_t-1| ({WINDOW}-ep. mean)"),
     "eval_success": ("evals", "success_rate", None, "evaluation success (policy alone, deterministic)"),
+    "eval_intervention_rate": ("evals", "intervention_rate", None, "evaluation intervention rate (deterministic policy + operator)"),
     "loss_critic": ("updates", "loss_critic", None, "critic loss"),
     "loss_actor": ("updates", "loss_actor", None, "actor loss"),
     "loss_bc": ("updates", "loss_bc", None, "BC loss (intervention transitions)"),

@@ -80,17 +80,18 @@ save_figure(fig, figures / "bc_loss.png")
 
 # %% [markdown]
 # ## Intervention rate and success during fine-tuning
-# Intervention rate: intervened steps / episode steps, running mean over 20 training episodes (HIL-SERL's
-# figure). Evaluation: the policy alone, deterministic actions, the same seeded episodes every time.
-# Lines: mean over seeds; bands: min..max over seeds.
+# Training intervention rate: intervened steps / episode steps, running mean over 20 training episodes
+# (HIL-SERL's figure: the operator's workload, exploration included). Evaluation: the deterministic policy on
+# the seed's evaluation episodes, the same every time: alone (success) and with the operator in the loop (the
+# help the policy itself needs); step 0 is the start. Lines: mean over seeds; bands: min..max over seeds.
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(16, 3.8))
-for ax, name in zip(axes, ["intervention_rate", "eval_success", "episode_success"]):
+fig, axes = plt.subplots(1, 4, figsize=(21, 3.8))
+for ax, name in zip(axes, ["intervention_rate", "eval_intervention_rate", "eval_success", "episode_success"]):
     plot_curve(ax, report.curves[name], name)
     ax.set_ylim(-0.03, 1.03)
 axes[0].axhline(0.15, color="grey", lw=0.8, ls="--")
-axes[1].axhline(0.9, color="grey", lw=0.8, ls="--")
+axes[2].axhline(0.9, color="grey", lw=0.8, ls="--")
 axes[0].legend(fontsize=8)
 fig.tight_layout()
 save_figure(fig, figures / "interventions_success.png")
