@@ -38,15 +38,16 @@ if ! venv_ok; then
 fi
 
 stamp="$VENV/.hilstudy-install"
-want_stamp=$(cat pyproject.toml requirements.lock | sha256sum | cut -d' ' -f1)
+want_stamp=$(cat pyproject.toml requirements.lock scripts/setup_env.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want_stamp" ] || ! "$VENV/bin/python" -c 'import hilstudy' 2>/dev/null; then
     echo "setup: installing hilstudy and its locked dependencies into $VENV (first time: a few minutes, torch is large)"
     "$VENV/bin/python" -m pip install --quiet --upgrade "pip>=24"
     "$VENV/bin/python" -m pip install --quiet -c requirements.lock -e ".[test]"
-    # the kernel's OpenBLAS kernels as hilstudy/__init__.py chooses them (numpy loads before hilstudy in a notebook)
+    # the kernel's OpenBLAS, MKL and torch kernels as hilstudy/__init__.py chooses them (numpy may load before
+    # hilstudy in a notebook)
     kernel_env=()
     if grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo 2>/dev/null; then
-        kernel_env=(--env OPENBLAS_CORETYPE Haswell)
+        kernel_env=(--env OPENBLAS_CORETYPE Haswell --env MKL_CBWR AVX2 --env ATEN_CPU_CAPABILITY avx2)
     fi
     "$VENV/bin/python" -m ipykernel install --sys-prefix --name hilstudy --display-name "Python (hilstudy)" "${kernel_env[@]}" >/dev/null
     echo "$want_stamp" > "$stamp"

@@ -116,3 +116,22 @@ def test_hilstudy_pins_openblas_kernels_so_numpy_and_numba_agree():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-1] == ("Haswell" if "avx2" in flags and "fma" in flags else "None")
+
+
+def test_torch_kernels_are_pinned_too_and_checked():
+    """MKL's code path and torch's vectorized kernels are pinned to AVX2 on AVX2 CPUs (a 400-step SAC run gave
+    three different weight sets on this AVX-512 CPU with neither pin or one of them, and one with both); a
+    process that used torch before importing hilstudy runs the CPU's own kernels, and the stages refuse it."""
+    import os
+    import subprocess
+    import sys
+
+    flags = open("/proc/cpuinfo").read()
+    env = {k: v for k, v in os.environ.items() if k not in ("MKL_CBWR", "ATEN_CPU_CAPABILITY")}
+    code = "import hilstudy, os, torch; print(os.environ.get('MKL_CBWR'), torch.backends.cpu.get_cpu_capability())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-2:] == (["AVX2", "AVX2"] if "avx2" in flags and "fma" in flags else ["None", out.stdout.split()[-1]])
+    if "avx512f" in flags:
+        late = "import torch; torch.ones(2) + 1; import hilstudy; from hilstudy.seeding import seed_everything; seed_everything(0)"
+        bad = subprocess.run([sys.executable, "-c", late], env=env, capture_output=True, text=True)
+        assert bad.returncode != 0 and "import hilstudy before torch" in bad.stderr
