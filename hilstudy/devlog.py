@@ -244,6 +244,25 @@ def table_cell(row: dict[str, Any], metric: str) -> str:
     return text
 
 
+def rule_text(entry: DevlogParams, seeds: int) -> str:
+    """The verdict rule as the report states it, with this devlog's level and the seeds it has (Markdown)."""
+    alpha = 1.0 - entry.confidence
+    n_min = stats.min_seeds_to_decide(alpha)
+    enough = (f"These runs have {_count(seeds, 'seed')}: "
+              + ("enough for a verdict." if seeds >= n_min else f"too few for any verdict but *inconclusive* (at least {n_min} are needed)."))  # fmt: skip
+    return (
+        f"**How the verdicts are reached.** The seed is the unit of replication: per seed, a hypothesis' effect is the "
+        f"mean over its treatment-control pairs of the difference (signed: positive as claimed). The test is the exact "
+        f"one-sided paired sign-flip test of the mean effect at alpha = {alpha:.3g}, exact whatever the metric's "
+        f"distribution; the interval is its inversion (one-sided {1 - alpha:.0%} bounds, a {1 - 2 * alpha:.0%} "
+        f"interval). *Supported*: p <= alpha on every metric the hypothesis names; *not supported*: some metric's "
+        f"effect shown below the hypothesis' margin; otherwise *inconclusive*, with the seeds that would detect the "
+        f"margin at the observed spread. The smallest p an exact test over n seeds can give is 2^-n, so at least "
+        f"{n_min} seeds are needed to support anything. Each hypothesis is tested at its own alpha; Holm's "
+        f"family-wise p over the devlog's hypotheses is given beside it. {enough}"
+    )
+
+
 def verdict_lines(verdicts: list[Verdict]) -> str:
     """The verdicts as the report shows them (Markdown): one item per hypothesis with its p-values, and its
     metrics' reasons."""

@@ -145,6 +145,6 @@ display(table[["run"]].assign(**shown).set_index("run"))
 # hypotheses gives the family-wise p.
 
 # %%
-from hilstudy.devlog import verdict_lines
+from hilstudy.devlog import rule_text, verdict_lines
 
-display(Markdown(verdict_lines(report.verdicts)))
+display(Markdown(rule_text(entry, len(cfg.runs.seeds)) + "\n\n" + verdict_lines(report.verdicts)))

@@ -187,12 +187,14 @@ def test_stronger_than_contrasts_the_effects_seed_by_seed(tmp_path):
 def test_report_text_gives_every_number_of_a_verdict(tmp_path):
     """What the report notebook shows per hypothesis: verdict, p, family-wise p, and per metric the effect,
     interval, p, n and verdict; per run, mean [min, max] (no IQM below 10 seeds)."""
-    from hilstudy.devlog import table_cell, verdict_lines
+    from hilstudy.devlog import rule_text, table_cell, verdict_lines
 
     s = study({"H1": H})
     report = build_report(s, "t", make_runs(tmp_path, CTL, TRT))
     text = verdict_lines(report.verdicts)
     assert text.startswith("- **H1 — SUPPORTED**: the treatment helps. p = 0.0312 (one-sided, at alpha 0.05); family-wise (Holm) p = 0.0312.")
     assert "  - intervention_rate_mean (lower claimed): effect +0.400 over 5 seeds, 90% interval [+0.400, +0.400], one-sided p = 0.0312 -> supported" in text
+    assert "at least 5 seeds are needed to support anything" in rule_text(s.devlogs["t"], 5) and "enough for a verdict" in rule_text(s.devlogs["t"], 5)
+    assert "too few for any verdict but *inconclusive* (at least 5 are needed)" in rule_text(s.devlogs["t"], 3)
     row = report.table.set_index("run").loc["trt"].to_dict()
     assert table_cell(row, "eval_success_mean") == "0.92 [0.85, 1.00]" and np.isnan(row["eval_success_mean_iqm"])
