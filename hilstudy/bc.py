@@ -65,7 +65,7 @@ from hilstudy.rollout import episode_metrics, rollout
 from hilstudy.seeding import seed_everything
 
 OBS_PREFIX = "observation."
-TRAIN_LOSS = "bc/train_loss"  # dvclive metric names: data/bc/live/plots/metrics/bc/{train,val}_loss.tsv
+TRAIN_LOSS = "bc/train_loss"  # dvclive metric names: data/bc/s<seed>/live/plots/metrics/bc/{train,val}_loss.tsv
 VAL_LOSS = "bc/val_loss"
 
 

@@ -1,6 +1,6 @@
 """`hilstudy` command line: run notebooks with params, check params.
 
-    hilstudy run notebooks/10_demos.py -o data/demos/notebook.ipynb -p demos.num_episodes 5
+    hilstudy run notebooks/10_demos.py -o /tmp/demos/notebook.ipynb -p demos.num_episodes 5 -p out_dir /tmp/demos
     hilstudy batch notebooks/30_finetune.py sets.yaml -o data/batch/ft   # one run per parameter set
     hilstudy repro -j 2                 # dvc repro, two independent stages at a time
     hilstudy record [classifier]        # real arm: a person records the demos (or labels classifier frames), then dvc commit
@@ -54,9 +54,11 @@ RECORDED_STAGES = {  # stage -> (notebook, out_dir, what the person does)
 
 def _record(args: argparse.Namespace) -> int:
     """A stage whose data a person records at the real arm (the demos, or the classifier's labelled frames): the
-    stage's own command, run here with the person at the arm, then `dvc commit` of that stage, so `dvc repro`
-    finds it up to date and never waits for anyone."""
+    stage's own command, run here with the person at the arm for each seed's stage (`<stage>@<seed>`), then
+    `dvc commit` of those stages, so `dvc repro` finds them up to date and never waits for anyone. With
+    `runs.replicate_inputs` the person records one set per seed; without, one set, copied to every seed's stage."""
     import os
+    import shutil
     import subprocess
 
     from hilstudy.runner import run_notebook
@@ -65,14 +67,26 @@ def _record(args: argparse.Namespace) -> int:
     if study.env.kind != "real":
         raise P.ParamsError(f"{args.params}: env.kind is '{study.env.kind}': in the sim `dvc repro` records (stages "
                             f"demos and classifier); `hilstudy record` is for env.kind: real")
-    notebook, out_dir, keys = RECORDED_STAGES[args.stage]
+    notebook, base_dir, keys = RECORDED_STAGES[args.stage]
     episodes = study.demos.num_episodes if args.stage == "demos" else study.classifier.episodes
+    seeds = study.runs.seeds
+    sets = len(seeds) if study.runs.replicate_inputs else 1
     root = P.project_root()
     os.environ[P.INTERACTIVE_ENV] = "1"  # the kernel inherits it
-    print(f"hilstudy record {args.stage}: {episodes} episodes on {study.real.robot} with {study.real.teleop}; {keys}",
-          flush=True)
-    run_notebook(root / notebook, root / out_dir / "notebook.ipynb", {"out_dir": out_dir}, params_file=args.params)
-    subprocess.run(["dvc", "commit", "--force", args.stage], cwd=root, check=True)
+    print(f"hilstudy record {args.stage}: {sets} set(s) of {episodes} episodes "
+          f"({'one per seed: runs.replicate_inputs' if sets > 1 else 'shared by every seed'}) on {study.real.robot} "
+          f"with {study.real.teleop}; {keys}", flush=True)  # fmt: skip
+    for k in seeds:
+        out_dir = f"{base_dir}/s{k}"
+        if study.runs.replicate_inputs or k == seeds[0]:
+            print(f"hilstudy record {args.stage}: seed {k}", flush=True)
+            run_notebook(root / notebook, root / out_dir / "notebook.ipynb", {"out_dir": out_dir, "input_seed": k},
+                         params_file=args.params)  # fmt: skip
+        else:  # the one recording, as every seed's stage output
+            if (root / out_dir).exists():
+                shutil.rmtree(root / out_dir)
+            shutil.copytree(root / f"{base_dir}/s{seeds[0]}", root / out_dir)
+    subprocess.run(["dvc", "commit", "--force", *(f"{args.stage}@{k}" for k in seeds)], cwd=root, check=True)
     print(f"hilstudy record: {args.stage} committed to DVC (dvc.lock); `dvc repro` now continues from it")
     return 0
 

@@ -255,8 +255,9 @@ class RunsParams(Section):
     """
 
     seeds: list[int] = Field([0, 1, 2], min_length=1)  # every run is repeated with each of these seeds
+    replicate_inputs: bool = True  # each seed records its own demos and classifier frames and trains its own BC actor and classifier (false: all seeds' inputs are made from the base seeds, the same bytes)
     from_scratch: dict[str, dict[str, Any]] = {}  # run name -> `finetune` overrides; the actor starts random
-    from_bc: dict[str, dict[str, Any]] = {}  # run name -> `finetune` overrides; the actor starts from data/bc/policy
+    from_bc: dict[str, dict[str, Any]] = {}  # run name -> `finetune` overrides; the actor starts from its seed's BC actor (data/bc/s<seed>/policy)
     classifier_from_scratch: dict[str, dict[str, Any]] = {}  # as from_scratch, rewarded by the classifier stage's model every step
     classifier_from_bc: dict[str, dict[str, Any]] = {}  # as from_bc, rewarded by the classifier stage's model every step
 
@@ -524,6 +525,28 @@ def run_params(study: StudyParams, run: str, seed: int | None = None) -> StudyPa
     if seed is not None:
         ft["seed"] = seed
     return study.model_copy(update={"finetune": FinetuneParams.model_validate(ft)})
+
+
+DEMO_SEED_STRIDE = 10_000  # seed k's demo attempts start at demos.seed + k * stride (at most 3 x num_episodes attempts)
+BC_EVAL_SEED_STRIDE = 1_000  # seed k's BC evaluation episodes start at bc.eval_seed + k * stride
+
+
+def input_params(study: StudyParams, input_seed: int) -> StudyParams:
+    """The params of seed `input_seed`'s inputs (stages demos@k, bc@k, classifier@k): with
+    `runs.replicate_inputs`, every seed of its own (demo episodes, BC's initialization, batches and evaluation
+    episodes, the classifier's frames and training), so a verdict's seed-to-seed spread includes what a new demo
+    set, BC actor and classifier bring; without, the base seeds' for every k. Seed 0's inputs are the base ones
+    either way."""
+    if not study.runs.replicate_inputs or input_seed == 0:
+        return study
+    k = input_seed
+    if study.demos.num_episodes * 3 > DEMO_SEED_STRIDE:
+        raise ParamsError(f"demos.num_episodes: at most {DEMO_SEED_STRIDE // 3} with runs.replicate_inputs (seeds' demo episodes would overlap)")
+    return study.model_copy(update={
+        "demos": study.demos.model_copy(update={"seed": study.demos.seed + k * DEMO_SEED_STRIDE}),
+        "bc": study.bc.model_copy(update={"seed": study.bc.seed + k, "eval_seed": study.bc.eval_seed + k * BC_EVAL_SEED_STRIDE}),
+        "classifier": study.classifier.model_copy(update={"seed": study.classifier.seed + k}),
+    })  # fmt: skip
 
 
 def load(path: str | Path = PARAMS_FILE, overrides: dict[str, Any] | None = None) -> StudyParams:

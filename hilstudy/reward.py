@@ -22,7 +22,7 @@ preprocessor (mean/std normalization with the training frames' statistics), then
 `RewardClassifierProcessorStep` feeds raw images to a classifier trained on normalized ones; here the
 normalization is part of the saved classifier and `ClassifierReward` always applies it.
 
-Writes `data/classifier/`: `frames/` (LeRobotDataset), `model/` (lerobot format: config.json,
+Writes `data/classifier/s<seed>/`: `frames/` (LeRobotDataset), `model/` (lerobot format: config.json,
 model.safetensors, classifier_preprocessor.json + stats, `classifier.json` with the threshold; images add
 `backbone/`), `live/` (dvclive curves), `metrics.json`, `predictions.json` (held-out confusion plot).
 """

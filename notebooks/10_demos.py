@@ -20,14 +20,16 @@
 # demonstrations and interventions are the same kind of data (human-chosen actions).
 #
 # Inputs: the `env`, `operator`, `demos` (and, for the real arm, `real`) sections of `params.yaml`.
-# Outputs: `data/demos/dataset/` (the dataset), `data/demos/metrics.json`, `data/demos/episodes.json`.
+# Outputs: `data/demos/s<seed>/dataset/` (the dataset), `metrics.json`, `episodes.json`.
 
 # %% tags=["parameters"]
 env = None  # params.yaml section `env` (None: read params.yaml)
 operator = None  # params.yaml section `operator`
 demos = None  # params.yaml section `demos`
 real = None  # params.yaml section `real` (the arm, when env.kind is real)
-out_dir = "data/demos"  # where the dataset, metrics and episode table go
+out_dir = "data/demos/s0"  # where the dataset, metrics and episode table go
+runs = None  # params.yaml section `runs` (replicate_inputs: whether each seed has inputs of its own)
+input_seed = 0  # the seed these inputs are for (stage <name>@<seed>): with runs.replicate_inputs its own seeds
 
 # %%
 import os
@@ -41,7 +43,7 @@ from hilstudy.demos import load_demos, record_demos
 from hilstudy.io import write_json
 
 os.chdir(P.project_root())  # paths are relative to the project root, also when opened from notebooks/
-cfg = P.resolve(env=env, operator=operator, demos=demos, real=real)
+cfg = P.input_params(P.resolve(env=env, operator=operator, demos=demos, real=real, runs=runs), input_seed)
 out = Path(out_dir)
 print(cfg.env)
 print(cfg.operator)

@@ -31,7 +31,7 @@
 # and fine-tuning.
 #
 # Inputs: params sections `env`, `operator`, `demos` (task string), `classifier` (and, for the real arm, `real`).
-# Outputs: `data/classifier/frames/` (LeRobotDataset), `model/` (lerobot format + `classifier.json` with the
+# Outputs: `data/classifier/s<seed>/frames/` (LeRobotDataset), `model/` (lerobot format + `classifier.json` with the
 # threshold), `live/` (loss curve), `metrics.json`, `predictions.json` (held-out confusion matrix for
 # `dvc plots`), `timing.json`.
 
@@ -41,7 +41,9 @@ operator = None  # params.yaml section `operator` (the expert that records the f
 demos = None  # params.yaml section `demos` (task string)
 classifier = None  # params.yaml section `classifier`
 real = None  # params.yaml section `real` (the arm, when env.kind is real)
-out_dir = "data/classifier"  # where frames, model and metrics go
+out_dir = "data/classifier/s0"  # where frames, model and metrics go
+runs = None  # params.yaml section `runs` (replicate_inputs: whether each seed has inputs of its own)
+input_seed = 0  # the seed these inputs are for (stage <name>@<seed>): with runs.replicate_inputs its own seeds
 
 # %%
 import os
@@ -54,7 +56,7 @@ from hilstudy import params as P
 from hilstudy.reward import run_classifier
 
 os.chdir(P.project_root())
-cfg = P.resolve(env=env, operator=operator, demos=demos, classifier=classifier, real=real)
+cfg = P.input_params(P.resolve(env=env, operator=operator, demos=demos, classifier=classifier, real=real, runs=runs), input_seed)
 print(cfg.classifier)
 
 # %% [markdown]
@@ -77,7 +79,7 @@ pd.Series(
         "held-out accuracy": f"{metrics['val_accuracy']:.4f}",
         "held-out precision / recall / F1": f"{metrics['val_precision']:.3f} / {metrics['val_recall']:.3f} / {metrics['val_f1']:.3f}",
         "train accuracy": f"{metrics['train_accuracy']:.4f}",
-        "training time (s)": "see data/classifier/timing.json",
+        "training time (s)": "see timing.json in the output folder",
     }
 ).to_frame("value")
 

@@ -19,23 +19,25 @@
 # observation encoder (`policy.shared_encoder: true`, lerobot's default) stays at its initialization,
 # as in the devlog (lerobot trains a shared encoder with the critic loss only).
 #
-# Then the BC policy is saved in lerobot's format to `data/bc/policy/`, loaded back strictly and checked
+# Then the BC policy is saved in lerobot's format to `data/bc/s<seed>/policy/`, loaded back strictly and checked
 # tensor by tensor, and that loaded policy runs alone in the sim (no operator) on seeded episodes it has
 # never seen: with its deterministic action `tanh(mean)`, and with sampled actions, which is how
 # lerobot's own actor (`select_action`) drives the robot. BC by MSE on the mean leaves the policy's
 # std at its initialization, so the sampled actions are much noisier (higher jitter).
 #
-# Inputs: `data/demos/dataset`, params sections `env`, `policy`, `bc`.
-# Outputs: `data/bc/policy/`, `data/bc/metrics.json`, `data/bc/live/` (dvclive loss curves),
-# `data/bc/timing.json` (wall-clock, outside DVC's hashes: it differs run to run).
+# Inputs: `data/demos/s<seed>/dataset`, params sections `env`, `policy`, `bc`.
+# Outputs: `data/bc/s<seed>/policy/`, `data/bc/s<seed>/metrics.json`, `live/` (dvclive loss curves),
+# `timing.json` (wall-clock, outside DVC's hashes: it differs run to run).
 
 # %% tags=["parameters"]
 env = None  # params.yaml section `env`
 policy = None  # params.yaml section `policy`
 bc = None  # params.yaml section `bc`
 real = None  # params.yaml section `real` (the arm, when env.kind is real)
-demos_dir = "data/demos/dataset"  # the demos (LeRobotDataset)
-out_dir = "data/bc"  # where the policy, metrics and curves go
+demos_dir = "data/demos/s0/dataset"  # the demos (LeRobotDataset)
+out_dir = "data/bc/s0"  # where the policy, metrics and curves go
+runs = None  # params.yaml section `runs` (replicate_inputs: whether each seed has inputs of its own)
+input_seed = 0  # the seed these inputs are for (stage <name>@<seed>): with runs.replicate_inputs its own seeds
 
 # %%
 import os
@@ -47,7 +49,7 @@ from hilstudy import params as P
 from hilstudy.bc import run_bc
 
 os.chdir(P.project_root())
-cfg = P.resolve(env=env, policy=policy, bc=bc, real=real)
+cfg = P.input_params(P.resolve(env=env, policy=policy, bc=bc, real=real, runs=runs), input_seed)
 print(cfg.policy)
 print(cfg.bc)
 
@@ -67,7 +69,7 @@ table = pd.Series(
         "final train loss": round(metrics["final_train_loss"], 5),
         "val loss: start -> final": f"{metrics['initial_val_loss']:.4f} -> {metrics['final_val_loss']:.4f}",
         "trainable / frozen parameters": f"{metrics['trainable_parameters']} / {metrics['frozen_parameters']}",
-        "training time (s)": "see data/bc/timing.json",
+        "training time (s)": "see timing.json in the output folder",
         "eval success, tanh(mean) actions (no operator)": (
             f"{metrics['eval_success_rate']:.0%} of {metrics['eval_episodes']}, jitter {metrics['eval_jitter']:.3f}"
             if "eval_success_rate" in metrics else "skipped"
@@ -83,7 +85,7 @@ table
 # %% [markdown]
 # ## Loss curves
 # Train loss per step (light) and its 50-step mean; validation loss on the held-out episodes
-# (step 0 is before training). The same curves are in `data/bc/live/` for `dvc plots show`.
+# (step 0 is before training). The same curves are in `data/bc/s<seed>/live/` for `dvc plots show`.
 
 # %%
 train = pd.Series(history["train_loss"], index=history["step"])
@@ -102,7 +104,7 @@ fig.tight_layout()
 # %% [markdown]
 # ## All metrics
 # As in the devlog's table: steps, epochs, final losses and samples; plus the sim evaluation.
-# Training time is in `data/bc/timing.json` (`dvc metrics show` lists it).
+# Training time is in `timing.json` beside the policy (wall-clock: not hashed by DVC).
 
 # %%
 pd.Series(metrics).to_frame("value")

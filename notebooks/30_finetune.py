@@ -44,9 +44,9 @@ finetune = None  # params.yaml section `finetune` (the stage sets seed)
 runs = None  # params.yaml section `runs`: this run's overrides of `finetune` and its init
 real = None  # params.yaml section `real` (the arm, when env.kind is real)
 run = "bcinit"  # the run (a name under runs.from_scratch, runs.from_bc, runs.classifier_from_*)
-demos_dir = "data/demos/dataset"  # the demos (LeRobotDataset)
-bc_dir = "data/bc/policy"  # the BC policy (used when finetune.init is bc)
-classifier_dir = "data/classifier/model"  # the reward classifier (used when finetune.reward is classifier)
+demos_dir = "data/demos/s0/dataset"  # the demos (LeRobotDataset)
+bc_dir = "data/bc/s0/policy"  # the BC policy (used when finetune.init is bc)
+classifier_dir = "data/classifier/s0/model"  # the reward classifier (used when finetune.reward is classifier)
 out_dir = "data/finetune/bcinit-s0"  # this run's folder
 
 # %%

@@ -20,7 +20,7 @@
 # effects: an exact one-sided sign-flip test, its inverted interval, Holm's family-wise p-values (rule:
 # `hilstudy/devlog.py`, error rates measured in `tests/test_stats.py`).
 #
-# Inputs: `data/finetune/<run>-s<seed>/` for the devlog's runs and `runs.seeds`, `data/bc/live/`.
+# Inputs: `data/finetune/<run>-s<seed>/` for the devlog's runs and `runs.seeds`, `data/bc/s<seed>/live/`.
 # Outputs (under `out_dir`): `summary.json` (DVC metrics), `verdicts.json`, `table.csv`, `curves/*.csv`,
 # `figures/*.png` (DVC plots: the figures of this notebook); `timing.json` (wall-clock, not hashed).
 
@@ -29,7 +29,7 @@ runs = None  # params.yaml section `runs` (run names and seeds)
 devlogs = None  # params.yaml section `devlogs`
 devlog = "059"  # which devlog this report is for
 finetune_dir = "data/finetune"  # where the fine-tuning runs are
-bc_live = "data/bc/live"  # the BC stage's dvclive curves
+bc_dir = "data/bc"  # the BC stages' folders (s<seed>/live: their dvclive curves)
 out_dir = "data/devlog-059"  # this devlog's folder
 
 # %%
@@ -64,17 +64,19 @@ display(Markdown("\n".join(lines)))
 
 # %% [markdown]
 # ## BC pretraining loss
+# One BC actor per seed (`runs.replicate_inputs`: each on the seed's own demos), or one shared by all seeds.
 
 # %%
-bc_table = bc_loss_table(bc_live)
 fig, ax = plt.subplots(figsize=(6, 3.2))
-ax.plot(bc_table.step, bc_table.train_loss, label="train", alpha=0.7)
-val = bc_table.dropna(subset=["val_loss"])
-ax.plot(val.step, val.val_loss, "o-", label="validation (held-out episodes)")
+for seed in cfg.runs.seeds:
+    bc_table = bc_loss_table(Path(bc_dir) / f"s{seed}" / "live")
+    (line,) = ax.plot(bc_table.step, bc_table.train_loss, label=f"seed {seed}: train", alpha=0.6)
+    val = bc_table.dropna(subset=["val_loss"])
+    ax.plot(val.step, val.val_loss, "o-", color=line.get_color(), label=f"seed {seed}: validation (held-out episodes)", ms=3)
 ax.set_yscale("log")
 ax.set_xlabel("BC step")
 ax.set_ylabel("MSE(tanh(mean), demo action)")
-ax.legend()
+ax.legend(fontsize=7)
 fig.tight_layout()
 save_figure(fig, figures / "bc_loss.png")
 

@@ -188,3 +188,19 @@ def test_run_groups_set_init_and_reward():
     # the section's reward is every terminal-group run's default; a classifier group always sets its own
     study = P.validate({"runs": {**RUNS, "classifier_from_scratch": {"c": {}}}, "finetune": {"reward": "episode_end"}})
     assert [P.run_params(study, r).finetune.reward for r in "abc"] == ["episode_end", "episode_end", "classifier"]
+
+
+def test_each_seed_gets_inputs_of_its_own_unless_told_otherwise():
+    """runs.replicate_inputs (default on): seed k's demos, BC actor and classifier come from seeds of their own,
+    so the seed-to-seed spread of a verdict includes a new demo set; seed 0's are the base ones; off: every seed
+    shares the base seeds' inputs."""
+    base = P.validate({})
+    assert base.runs.replicate_inputs is True and P.input_params(base, 0) == base
+    two = P.input_params(base, 2)
+    assert two.demos.seed == base.demos.seed + 2 * P.DEMO_SEED_STRIDE and two.bc.seed == base.bc.seed + 2
+    assert two.bc.eval_seed == base.bc.eval_seed + 2 * P.BC_EVAL_SEED_STRIDE and two.classifier.seed == base.classifier.seed + 2
+    assert two.finetune == base.finetune and two.env == base.env
+    shared = P.validate({"runs": {"replicate_inputs": False}})
+    assert P.input_params(shared, 2) == shared
+    with pytest.raises(P.ParamsError, match="demos.num_episodes: at most 3333"):
+        P.input_params(P.validate({"demos": {"num_episodes": 4000}}), 1)

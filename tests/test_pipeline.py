@@ -71,6 +71,7 @@ FT_SCRATCH = {"ft-scratch@scratch-0", "ft-scratch@scratch-bcloss-0", "ft-scratch
 FT_BC = {"ft-bc@bcinit-0", "ft-bc@bcinit-bcloss-0"}
 FT_CLF = {"ft-scratch-clf@scratch-clf-0"}
 REPORT = {"report@059"}
+INPUTS = {"demos@0", "bc@0", "classifier@0"}  # smoke: one seed, its own inputs
 
 
 def test_dvc_repro_smoke(project_copy):
@@ -80,17 +81,17 @@ def test_dvc_repro_smoke(project_copy):
     # the study's command: independent stages two at a time, each recorded with dvc commit
     first = hilstudy_repro(proj, "-j", "2")
     assert first.returncode == 0, first.stdout + first.stderr
-    assert ran_stages(first.stdout) == {"demos", "bc", "classifier"} | FT_SCRATCH | FT_BC | FT_CLF | REPORT
-    metrics = json.loads((proj / "data/demos/metrics.json").read_text())
+    assert ran_stages(first.stdout) == INPUTS | FT_SCRATCH | FT_BC | FT_CLF | REPORT
+    metrics = json.loads((proj / "data/demos/s0/metrics.json").read_text())
     assert metrics["episodes"] == 2 and metrics["success_rate"] == 1.0
-    bc = json.loads((proj / "data/bc/metrics.json").read_text())
+    bc = json.loads((proj / "data/bc/s0/metrics.json").read_text())
     assert bc["steps"] == 40 and bc["final_val_loss"] < bc["initial_val_loss"] and "eval_success_rate" in bc
-    assert (proj / "data/bc/policy/model.safetensors").exists()
+    assert (proj / "data/bc/s0/policy/model.safetensors").exists()
     shown = dvc(proj, "metrics", "show")
-    assert "train_time_s" in shown.stdout and "final_val_loss" in shown.stdout
+    assert "final_val_loss" in shown.stdout and "val_accuracy" in shown.stdout and "eval_success_mean" in shown.stdout
     plots = dvc(proj, "plots", "show", "-o", "plots")
     assert plots.returncode == 0 and (proj / "plots" / "index.html").exists(), plots.stderr
-    clf = json.loads((proj / "data/classifier/metrics.json").read_text())
+    clf = json.loads((proj / "data/classifier/s0/metrics.json").read_text())
     assert clf["input"] == "state" and clf["val_episodes"] == 1 and 0 <= clf["val_accuracy"] <= 1
     assert json.loads((proj / "data/finetune/scratch-clf-s0/metrics.json").read_text())["reward_disagreement_rate"] >= 0
     for variant in ["scratch-s0", "scratch-bcloss-s0", "bcinit-s0", "bcinit-bcloss-s0", "scratch-clf-s0", "scratch-end-s0",
@@ -109,7 +110,7 @@ def test_dvc_repro_smoke(project_copy):
     assert "devlog-059/figures/losses.png" in plots.stdout + (proj / "plots" / "index.html").read_text()
     exp = dvc(proj, "exp", "show", "--json")
     assert exp.returncode == 0 and "bcinit-bcloss" in exp.stdout and "eval_success_mean" in exp.stdout, exp.stderr
-    nb = (proj / "data/demos/notebook.ipynb").read_text()
+    nb = (proj / "data/demos/s0/notebook.ipynb").read_text()
     assert "image/png" in nb and "start_time" not in nb  # plots rendered, no run-dependent metadata
     lock = (proj / "dvc.lock").read_text()
 
@@ -126,12 +127,12 @@ def test_dvc_repro_smoke(project_copy):
     set_params(again, flatten(yaml.safe_load((ROOT / "tests" / "smoke_params.yaml").read_text())))
     serial = hilstudy_repro(again, "-j", "1", "ft-scratch@scratch-bcloss-0")
     assert serial.returncode == 0, serial.stdout + serial.stderr
-    assert ran_stages(serial.stdout) == {"demos", "ft-scratch@scratch-bcloss-0"}
-    # the stages that ran (the copy's dvc.lock keeps the tracked file's entries for the others)
+    assert ran_stages(serial.stdout) == {"demos@0", "ft-scratch@scratch-bcloss-0"}
+    # the stages that ran (a committed reference dvc.lock would keep its entries for the others)
     again_hashes = {k: v for k, v in lock_hashes((again / "dvc.lock").read_text()).items()
-                    if k.split(":")[0] in {"demos", "ft-scratch@scratch-bcloss-0"}}
+                    if k.split(":")[0] in {"demos@0", "ft-scratch@scratch-bcloss-0"}}
     first_hashes = lock_hashes(lock)
-    assert {k.split(":")[0] for k in again_hashes} == {"demos", "ft-scratch@scratch-bcloss-0"}
+    assert {k.split(":")[0] for k in again_hashes} == {"demos@0", "ft-scratch@scratch-bcloss-0"}
     assert again_hashes == {k: first_hashes[k] for k in again_hashes}
 
     # a typo fails at once, names the key, and leaves the previous results in place
@@ -139,7 +140,7 @@ def test_dvc_repro_smoke(project_copy):
     bad = dvc(proj, "repro")
     assert bad.returncode != 0
     assert "demos.num_episode: unknown key (did you mean 'num_episodes'?)" in bad.stdout + bad.stderr
-    assert json.loads((proj / "data/demos/metrics.json").read_text()) == metrics
+    assert json.loads((proj / "data/demos/s0/metrics.json").read_text()) == metrics
     (proj / "params.yaml").write_text((proj / "params.yaml").read_text().replace("  num_episode: 3\n", ""))
 
     # one run's param concerns that run's stage and the reports that read `runs`, nothing else (dvc status
@@ -183,7 +184,7 @@ def test_dvc_repro_smoke(project_copy):
     code = proj / "hilstudy" / "finetune.py"
     code.write_text(code.read_text() + "\n# a fix to the fine-tuning code\n")
     stale = {k.split(":")[-1] for k in json.loads(dvc(proj, "status", "--json").stdout)}
-    assert FT_SCRATCH | FT_BC | FT_CLF <= stale and not stale & {"demos", "bc", "classifier"}, stale
+    assert FT_SCRATCH | FT_BC | FT_CLF <= stale and not stale & INPUTS, stale
     rerun = dvc(proj, "repro", "-s", "ft-scratch@scratch-0")
     assert rerun.returncode == 0 and ran_stages(rerun.stdout) == {"ft-scratch@scratch-0"}, rerun.stdout + rerun.stderr
     assert timing()["resumed"] is False and "not resuming" in (proj / "data/finetune/scratch-s0/progress.log").read_text()
@@ -240,7 +241,7 @@ def test_run_groups_depend_on_their_inputs():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for group, (init, reward, stage_group) in RUN_GROUPS.items():
         deps = stages[stage_group]["deps"]
-        assert ("data/bc/policy" in deps) == (init == "bc"), stage_group
-        assert ("data/classifier/model" in deps) == (reward == "classifier"), stage_group
-        assert "data/demos/dataset" in deps and f"runs.{group}.${{item.run}}" in stages[stage_group]["params"], stage_group
+        assert ("data/bc/s${item.seed}/policy" in deps) == (init == "bc"), stage_group  # the seed's own BC actor
+        assert ("data/classifier/s${item.seed}/model" in deps) == (reward == "classifier"), stage_group
+        assert "data/demos/s${item.seed}/dataset" in deps and f"runs.{group}.${{item.run}}" in stages[stage_group]["params"], stage_group
         assert stages[stage_group]["matrix"]["run"] == f"${{runs.{group}}}", stage_group

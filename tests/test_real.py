@@ -175,7 +175,8 @@ def test_dvc_repro_never_waits_for_a_person(monkeypatch):
 @pytest.mark.slow
 def test_hilstudy_record_then_dvc_repro_fine_tunes_on_the_mock_arm(project_copy, tmp_path):
     """The real-arm workflow on the mock arm, in a copy of the project: `hilstudy record` runs the demos stage's
-    notebook and dvc-commits it (so `dvc status` finds it up to date and `dvc repro` never records by itself),
+    notebook and dvc-commits it (so `dvc status` finds it up to date and `dvc repro` never records by itself);
+    two seeds sharing one recording (runs.replicate_inputs false): it is recorded once and committed for both;
     `hilstudy record classifier` likewise for the person's labelled frames, then `dvc repro` of one
     classifier-rewarded fine-tuning run trains on the arm with the person's takeovers and success keys."""
     import os
@@ -188,7 +189,8 @@ def test_hilstudy_record_then_dvc_repro_fine_tunes_on_the_mock_arm(project_copy,
     demo = [{"delta": (1.0, 0.0, 0.0)}, {"delta": (0.0, 0.0, -1.0), "gripper": "close", "success": True}]
     rescue = [{}] * 3 + [{"intervene": True, "delta": (0.0, 0.0, -1.0), "gripper": "close"}] * 3 + [{"success": True}]
     smoke = flatten(yaml.safe_load((Path(__file__).parent / "smoke_params.yaml").read_text()))
-    common = {**smoke, "env.kind": "real", "env.max_episode_steps": 10, "demos.num_episodes": 2}
+    common = {**smoke, "env.kind": "real", "env.max_episode_steps": 10, "demos.num_episodes": 2, "runs.seeds": [0, 1],
+              "runs.replicate_inputs": False}
     # one script for all (each process's teleoperator starts it over): the demos use its first two episodes; the
     # classifier's three 10-step episodes see success presses that start and end positives
     real = real_params(tmp_path, demo * 2 + rescue * 30).model_dump(mode="json")
@@ -196,25 +198,28 @@ def test_hilstudy_record_then_dvc_repro_fine_tunes_on_the_mock_arm(project_copy,
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     res = subprocess.run(["hilstudy", "record"], cwd=project_copy, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "demos committed to DVC" in res.stdout
-    status = dvc(project_copy, "status", "demos", "--json")
+    assert "demos committed to DVC" in res.stdout and "1 set(s) of 2 episodes (shared by every seed)" in res.stdout
+    assert res.stdout.count("hilstudy record demos: seed") == 1  # one recording for both seeds
+    status = dvc(project_copy, "status", "demos@0", "demos@1", "--json")
     assert status.returncode == 0 and json.loads(status.stdout) == {}, status.stdout + status.stderr
-    ds = json.loads((project_copy / "data/demos/dataset/meta/info.json").read_text())
+    ds = json.loads((project_copy / "data/demos/s0/dataset/meta/info.json").read_text())
     assert ds["total_episodes"] == 2 and ds["robot_type"] == "hilstudy_mock_so101"
+    same = lambda rel: (project_copy / "data/demos/s0" / rel).read_bytes() == (project_copy / "data/demos/s1" / rel).read_bytes()  # noqa: E731
+    assert same("dataset/meta/info.json") and same("metrics.json")
 
     # the classifier's frames, labelled by the person's success key (a press starts positives, the next ends them)
     res = subprocess.run(["hilstudy", "record", "classifier"], cwd=project_copy, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "classifier committed to DVC" in res.stdout and "press success once it is up" in res.stdout  # the prompts
-    status = dvc(project_copy, "status", "demos", "classifier", "--json")
+    status = dvc(project_copy, "status", "demos@0", "classifier@0", "classifier@1", "--json")
     assert status.returncode == 0 and json.loads(status.stdout) == {}, status.stdout + status.stderr
-    clf = json.loads((project_copy / "data/classifier/metrics.json").read_text())
+    clf = json.loads((project_copy / "data/classifier/s0/metrics.json").read_text())
     assert clf["recorded_episodes"] == 3 and 0 < clf["train_positives"] < clf["train_frames"]
 
     # a classifier-rewarded fine-tuning run: the person's demos and labels are kept, not recorded again
     res = hilstudy_repro(project_copy, "ft-scratch-clf@scratch-clf-0")
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "stage 'demos'" not in res.stdout and "stage 'classifier'" not in res.stdout
+    assert "stage 'demos@0'" not in res.stdout and "stage 'classifier@0'" not in res.stdout
     summary = json.loads((project_copy / "data/finetune/scratch-clf-s0/metrics.json").read_text())
     assert summary["env_steps"] == 100 and summary["intervention_rate_mean"] > 0 and "reward_disagreement_rate" in summary
 
