@@ -194,7 +194,7 @@ def decide(
         per_metric[metric] = {"direction": direction, "pairs": len(h.treatment), **_decision_dict(dec)}
         for other in h.stronger_than:
             o = (others or {})[other]
-            c = per_seed_effects(h, metric, sums) - per_seed_effects(o, metric, sums)
+            c = d - per_seed_effects(o, metric, sums)
             if not np.all(np.isfinite(c)):
                 raise ValueError(f"{hid}: {metric} is missing (NaN) in some runs of {other}; cannot decide")
             dec = stats.decide_effect(c, alpha, h.margin)
