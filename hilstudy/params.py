@@ -190,7 +190,7 @@ class FinetuneParams(Section):
     reward: Literal["terminal", "episode_end", "classifier"] = "terminal"  # terminal: the sim's per-step success check (1 on the step the cube is up, which ends the episode) | episode_end: judged once at the time limit | classifier: the classifier stage's verdict every step (only through runs.classifier_from_*)
     interventions: bool = True  # the simulated operator may take over (False: no human in the loop)
     takeover_is_failure: bool = True  # the policy's transition before a takeover ends its attempt (done, reward 0)
-    env_steps: int = Field(10_000, ge=1, le=10_000_000)  # environment steps of fine-tuning
+    env_steps: int = Field(8000, ge=1, le=10_000_000)  # environment steps of fine-tuning
     learning_starts: int = Field(300, ge=0)  # env steps collected before the first update
     actor_warmup_updates: int = Field(0, ge=0)  # first updates train only the critics (protects a BC start)
     utd_ratio: int = Field(1, ge=1, le=100)  # critic updates per env step (RLPD uses 20)
@@ -202,7 +202,7 @@ class FinetuneParams(Section):
     critic_lr: float = Field(3e-4, gt=0.0, le=1.0)  # critic Adam learning rate
     temperature_lr: float = Field(3e-4, gt=0.0, le=1.0)  # temperature Adam learning rate
     buffer_capacity: int = Field(100_000, ge=1000)  # online buffer size (transitions)
-    eval_every: int = Field(1000, ge=1)  # env steps between evaluations (deterministic: alone, and with the operator)
+    eval_every: int = Field(2000, ge=1)  # env steps between evaluations (deterministic: alone, and with the operator)
     eval_episodes: int = Field(20, ge=0, le=1000)  # episodes per evaluation (success in steps of 1/eval_episodes)
     eval_seed: int = Field(200_000, ge=0)  # first evaluation seed; run seed s evaluates on eval_seed + 1000 s + i, the same at every evaluation
     eval_with_operator: bool = True  # also evaluate the deterministic policy with the operator in the loop: its intervention rate
@@ -254,7 +254,7 @@ class RunsParams(Section):
     `data/finetune/<run>-s<seed>/`. A run shared by several devlogs runs once.
     """
 
-    seeds: list[int] = Field([0, 1, 2], min_length=1)  # every run is repeated with each of these seeds
+    seeds: list[int] = Field([0, 1, 2, 3, 4], min_length=1)  # every run is repeated with each of these seeds
     replicate_inputs: bool = True  # each seed records its own demos and classifier frames and trains its own BC actor and classifier (false: all seeds' inputs are made from the base seeds, the same bytes)
     from_scratch: dict[str, dict[str, Any]] = {}  # run name -> `finetune` overrides; the actor starts random
     from_bc: dict[str, dict[str, Any]] = {}  # run name -> `finetune` overrides; the actor starts from its seed's BC actor (data/bc/s<seed>/policy)

@@ -135,7 +135,7 @@ CASES = [
     ("misspelt key", load_edited("  bc_weight: 0.0 ", "  bc_wieght: 0.0 "), P.ParamsError,
      "finetune.bc_wieght: unknown key (did you mean 'bc_weight'?)", None),
     ("misspelt section", load_edited("\nfinetune:", "\nfinetun:"), P.ParamsError, "finetun: unknown key (did you mean 'finetune'?)", None),
-    ("text for an int", load_edited("env_steps: 10000", "env_steps: ten"), P.ParamsError,
+    ("text for an int", load_edited("env_steps: 8000 ", "env_steps: ten "), P.ParamsError,
      "finetune.env_steps: Input should be a valid integer", None),
     ("float for an int", load_edited("  steps: 2000", "  steps: 2000.5"), P.ParamsError, "bc.steps: Input should be a valid integer", None),
     ("out of range", load_edited("online_ratio: 0.5", "online_ratio: 1.5"), P.ParamsError,

@@ -66,8 +66,7 @@ def lock_hashes(text: str) -> dict[str, str]:
     return out
 
 
-FT_SCRATCH = {"ft-scratch@scratch-0", "ft-scratch@scratch-bcloss-0", "ft-scratch@scratch-end-0", "ft-scratch@drqv2-0",
-              "ft-scratch@drqv2-bcloss-0"}
+FT_SCRATCH = {"ft-scratch@scratch-0", "ft-scratch@scratch-bcloss-0", "ft-scratch@scratch-end-0"}  # H4's drqv2 runs: not default
 FT_BC = {"ft-bc@bcinit-0", "ft-bc@bcinit-bcloss-0"}
 FT_CLF = {"ft-scratch-clf@scratch-clf-0"}
 REPORT = {"report@059"}
@@ -94,15 +93,14 @@ def test_dvc_repro_smoke(project_copy):
     clf = json.loads((proj / "data/classifier/s0/metrics.json").read_text())
     assert clf["input"] == "state" and clf["val_episodes"] == 1 and 0 <= clf["val_accuracy"] <= 1
     assert json.loads((proj / "data/finetune/scratch-clf-s0/metrics.json").read_text())["reward_disagreement_rate"] >= 0
-    for variant in ["scratch-s0", "scratch-bcloss-s0", "bcinit-s0", "bcinit-bcloss-s0", "scratch-clf-s0", "scratch-end-s0",
-                    "drqv2-s0", "drqv2-bcloss-s0"]:
+    for variant in ["scratch-s0", "scratch-bcloss-s0", "bcinit-s0", "bcinit-bcloss-s0", "scratch-clf-s0", "scratch-end-s0"]:
         ft = json.loads((proj / f"data/finetune/{variant}/metrics.json").read_text())
         assert ft["env_steps"] == 100 and ft["updates"] == 60, variant
         assert (proj / f"data/finetune/{variant}/policy/model.safetensors").exists()
     # the devlog report: verdicts for every hypothesis, the figures as DVC plots, the summary as metrics
     verdicts = json.loads((proj / "data/devlog-059/verdicts.json").read_text())
     assert set(verdicts) == {"H1", "H2", "H3", "H4"}
-    assert all(v["verdict"] == "inconclusive" for v in verdicts.values())  # one seed decides nothing
+    assert {h: v["verdict"] for h, v in verdicts.items()} == {**dict.fromkeys(["H1", "H2", "H3"], "inconclusive"), "H4": "pending"}  # one seed decides nothing
     assert {"eval_success_mean", "eval_success_mean_vs_H1", "eval_success_mean_vs_H2"} == set(verdicts["H3"]["metrics"])
     assert {p.name for p in (proj / "data/devlog-059/figures").iterdir()} >= {"interventions_success.png", "losses.png", "bc_loss.png"}
     report_nb = (proj / "data/devlog-059/notebook.ipynb").read_text()
