@@ -221,7 +221,7 @@ class FinetuneParams(Section):
         return self
 
 
-RUN_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # a run's name is part of stage names and folder names
+RUN_NAME = r"[a-z0-9][a-z0-9_-]{0,63}"  # a run's name is part of stage names, folder names and shell commands: the whole name must match
 RUN_FIXED_KEYS = ("seed", "init")  # set by the matrix (seeds) and by the run's group (init; reward in classifier groups)
 # run group -> (init, reward, DVC stage group): a group fixes what its stages depend on (the BC actor, the
 # classifier). reward None: the run's own `reward` (terminal or episode_end, which need no input file)
@@ -452,7 +452,7 @@ def _check_runs(study: StudyParams, source: str) -> list[str]:
     for group in RUN_GROUPS:
         for name, overrides in getattr(study.runs, group).items():
             where = f"runs.{group}.{name}"
-            if not re.match(RUN_NAME, name):
+            if not re.fullmatch(RUN_NAME, name):
                 problems.append(f"{source}: {where}: a run name must match {RUN_NAME} (it names stages and folders)")
             for key in overrides:
                 if key in RUN_FIXED_KEYS:
@@ -478,7 +478,7 @@ def _check_devlogs(study: StudyParams, source: str) -> list[str]:
     known = all_runs(study)
     for did, d in study.devlogs.items():
         where = f"devlogs.{did}"
-        if not re.match(RUN_NAME, did):
+        if not re.fullmatch(RUN_NAME, did):
             problems.append(f"{source}: {where}: a devlog id must match {RUN_NAME} (it names a stage and a folder)")
         unknown_runs = [r for r in d.runs if r not in known]
         for r in unknown_runs:

@@ -92,6 +92,9 @@ H = {"claim": "c", "treatment": ["b"], "control": ["a"], "metrics": {"eval_succe
         ({"classifier": {"input": "camera"}}, "classifier.input: Input should be 'state' or 'images'"),
         ({"classifier": {"threshold": 1.5}}, "classifier.threshold: Input should be less than 1"),
         ({"runs": {**RUNS, "from_bc": {"B/x": {}}}}, "runs.from_bc.B/x: a run name must match"),
+        # a trailing newline passes re.match(...$); run names and devlog ids go into shell commands and stage names
+        ({"runs": {**RUNS, "from_bc": {"b2\n": {}}}}, "runs.from_bc.b2\n: a run name must match"),
+        ({"runs": RUNS, "devlogs": {"1\n": {"title": "t", "runs": ["a"]}}}, "devlogs.1\n: a devlog id must match"),
         ({"runs": {**RUNS, "seeds": []}}, "runs.seeds: List should have at least 1 item"),
         ({"runs": RUNS, "devlogs": {"1": {"title": "t", "runs": ["c"]}}}, "devlogs.1.runs: unknown run 'c'"),
         ({"runs": RUNS, "devlogs": {"1": {"title": "t", "runs": ["a"], "hypotheses": {"H": H}}}},
